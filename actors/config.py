@@ -1,0 +1,107 @@
+"""Plain dataclasses that actors receive (never the Hydra tree; STYLE.md habit 6).
+
+The Hydra schema in `pipelines/config.py` nests these, so defaults live here once.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class ResourceConfig:
+    """Resources of one actor group: `num_workers` ranks placed by a Ray placement group.
+
+    Fractions (e.g. num_cpus=0.5) colocate roles on the same devices; `strategy` is a Ray placement
+    strategy (PACK, SPREAD, STRICT_PACK, STRICT_SPREAD).
+    """
+
+    num_workers: int = 1
+    num_cpus: float = 0.5
+    num_gpus: float = 0.0
+    strategy: str = "PACK"
+    torch_threads: int = 1  # intra-op threads per rank; the 2-core dev box wants 1
+
+
+@dataclass
+class OptimConfig:
+    """AdamW + LR schedule (LLAMA2_SPEC.md sections 3-8)."""
+
+    lr: float = 1e-5
+    betas: tuple[float, float] = (0.9, 0.95)
+    eps: float = 1e-5
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    schedule: str = "cosine"  # cosine | constant
+    warmup_steps: int = 0
+    warmup_ratio: float = 0.0  # fraction of total steps; the larger of the two wins
+    min_lr_ratio: float = 0.1  # cosine decays to this fraction of the peak
+
+
+@dataclass
+class LearnerConfig:
+    """A trainable model held by a learner group (policy, critic, reward model)."""
+
+    init_path: str = ""          # HF-format checkpoint directory to start from
+    model_kind: str = "lm"       # lm (policy) | scalar (reward / value model)
+    parallel: str = "ddp"        # ddp | fsdp
+    backend: str = "auto"        # auto -> nccl with GPUs, gloo otherwise
+    dtype: str = "float32"       # parameter dtype
+    autocast_bf16: bool = False  # torch.autocast bf16 for the forward pass
+    micro_batch_size: int = 8    # sequences per forward/backward on one rank
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    resources: ResourceConfig = field(default_factory=ResourceConfig)
+    seed: int = 0
+
+
+@dataclass
+class GeneratorConfig:
+    """vLLM generator pool: one in-process engine per actor (ENVIRONMENT.md)."""
+
+    num_engines: int = 1
+    num_cpus: float = 0.5
+    num_gpus: float = 0.0
+    max_model_len: int = 512
+    gpu_memory_utilization: float = 0.05  # on CPU: fraction of host RAM for the KV cache
+    enforce_eager: bool = True
+    dtype: str = "float32"
+    seed: int = 0
+
+
+@dataclass
+class SamplingConfig:
+    """Sampling for rollouts (LLAMA2_SPEC.md section 2 defaults: T=0.6, top-p 0.9)."""
+
+    n: int = 1  # K samples per prompt
+    temperature: float = 0.6
+    top_p: float = 0.9
+    max_tokens: int = 64
+
+
+@dataclass
+class ScorerConfig:
+    """One reward scorer. `kind` selects it; `_target_`-style functions are named by `target`.
+
+    kind: learned (a reward model checkpoint) | llama2 (helpfulness + safety RMs combined by
+    algorithms.llama2_reward) | function (a Python callable `module:name` or `module.name`) |
+    http (a remote endpoint).
+    """
+
+    kind: str = "llama2"
+    path: str = ""              # learned: checkpoint directory
+    helpfulness_path: str = ""  # llama2
+    safety_path: str = ""       # llama2
+    safety_threshold: float = 0.15
+    target: str = ""            # function: import path of `fn(prompts, answers, metas) -> list[float]`
+    url: str = ""               # http
+    timeout_s: float = 10.0
+    retries: int = 2
+    batch_size: int = 32
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RewardConfig:
+    scorer: ScorerConfig = field(default_factory=ScorerConfig)
+    num_cpus: float = 0.25
+    num_gpus: float = 0.0
