@@ -1,0 +1,186 @@
+"""HF Llama format: parameter names, config.json fields, strict state-dict loading.
+
+The project already uses the rotate-half RoPE layout of HF checkpoints, so tensors map one to one
+(no q/k permutation); only names differ. HF `LlamaConfig` defaults (rms_norm_eps 1e-6, 2048
+positions) are not Llama 2's, so every field is written explicitly from `ModelArgs`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from model.args import ModelArgs, ffn_args_for_width
+from model.transformer import ScalarModel, Transformer
+
+log = logging.getLogger(__name__)
+
+LM_ARCH = "LlamaForCausalLM"
+SCALAR_ARCH = "LlamaForSequenceClassification"
+BOS_ID, EOS_ID = 1, 2
+# Llama 2 has no pad id, but LlamaForSequenceClassification pools the rightmost token != pad_token_id
+# and refuses batches without one. <unk> (id 0) never ends an answer (byte fallback), so with pad = 0
+# HF pools the same last token that the project's reward model reads.
+SCALAR_PAD_ID = 0
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file or directory does not hold what the project expects."""
+
+
+_TOP_LEVEL = {
+    "tok_embeddings.weight": "model.embed_tokens.weight",
+    "norm.weight": "model.norm.weight",
+    "output.weight": "lm_head.weight",
+    "score.weight": "score.weight",
+}
+_PER_LAYER = {
+    "attention.wq.weight": "self_attn.q_proj.weight",
+    "attention.wk.weight": "self_attn.k_proj.weight",
+    "attention.wv.weight": "self_attn.v_proj.weight",
+    "attention.wo.weight": "self_attn.o_proj.weight",
+    "feed_forward.w1.weight": "mlp.gate_proj.weight",
+    "feed_forward.w3.weight": "mlp.up_proj.weight",
+    "feed_forward.w2.weight": "mlp.down_proj.weight",
+    "attention_norm.weight": "input_layernorm.weight",
+    "ffn_norm.weight": "post_attention_layernorm.weight",
+}
+_FROM_HF_TOP = {hf: ours for ours, hf in _TOP_LEVEL.items()}
+_FROM_HF_LAYER = {hf: ours for ours, hf in _PER_LAYER.items()}
+_LAYER_RE = re.compile(r"^layers\.(\d+)\.(.+)$")
+_HF_LAYER_RE = re.compile(r"^model\.layers\.(\d+)\.(.+)$")
+# Older transformers (4.31) stored the RoPE frequencies as a buffer; it is derived, not a weight.
+_HF_INV_FREQ = "self_attn.rotary_emb.inv_freq"
+
+
+def to_hf_name(name: str) -> str:
+    if name in _TOP_LEVEL:
+        return _TOP_LEVEL[name]
+    m = _LAYER_RE.match(name)
+    if m and m.group(2) in _PER_LAYER:
+        return f"model.layers.{m.group(1)}.{_PER_LAYER[m.group(2)]}"
+    raise KeyError(f"project parameter {name!r} has no HF Llama name")
+
+
+def from_hf_name(name: str) -> str | None:
+    """Project name of an HF tensor name, or None if it is not a Llama weight."""
+    if name in _FROM_HF_TOP:
+        return _FROM_HF_TOP[name]
+    m = _HF_LAYER_RE.match(name)
+    if m and m.group(2) in _FROM_HF_LAYER:
+        return f"layers.{m.group(1)}.{_FROM_HF_LAYER[m.group(2)]}"
+    return None
+
+
+def hf_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The model's tensors under HF Llama names (e.g. for saving or weight sync to vLLM)."""
+    return {to_hf_name(name): t.detach() for name, t in model.state_dict().items()}
+
+
+def load_state_dict_strict(
+    model: nn.Module,
+    sd: Mapping[str, torch.Tensor],
+    where: Mapping[str, str] | str,
+    display: Callable[[str], str] = str,
+) -> None:
+    """Load project-named tensors; any missing, unexpected or mis-shaped tensor is a CheckpointError.
+
+    `where` names the file each key came from (or one file for all); `display` turns a project name
+    into the name shown in messages (the on-disk name). A model on the meta device takes the tensors
+    as they are (assign), so large checkpoints are not copied twice.
+    """
+
+    def loc(key: str) -> str:
+        return where if isinstance(where, str) else where.get(key, "<unknown file>")
+
+    expected = model.state_dict()
+    unexpected = [k for k in sd if k not in expected]
+    if unexpected:
+        k = unexpected[0]
+        raise CheckpointError(f"unexpected tensor {display(k)!r} in {loc(k)} ({len(unexpected)} unexpected in total)")
+    missing = [display(k) for k in expected if k not in sd]
+    if missing:
+        first = next(k for k in expected if k not in sd)
+        raise CheckpointError(f"missing tensor {missing[0]!r} in {loc(first)} ({len(missing)} missing: {missing[:5]})")
+    for k, t in sd.items():
+        if tuple(t.shape) != tuple(expected[k].shape):
+            raise CheckpointError(
+                f"tensor {display(k)!r} in {loc(k)} has shape {tuple(t.shape)}, "
+                f"expected {tuple(expected[k].shape)} from the config"
+            )
+    on_meta = any(p.is_meta for p in model.parameters())
+    model.load_state_dict(dict(sd), strict=True, assign=on_meta)
+
+
+def load_hf_state_dict(
+    model: nn.Module, sd: Mapping[str, torch.Tensor], source: Mapping[str, str] | str = "<state dict>"
+) -> None:
+    """Strictly load HF-named tensors into `model`; `source` names the file (or a file per HF key)."""
+    ours: dict[str, torch.Tensor] = {}
+    where: dict[str, str] = {}
+    for hf_name, tensor in sd.items():
+        loc = source if isinstance(source, str) else source.get(hf_name, "<unknown file>")
+        if hf_name.endswith(_HF_INV_FREQ):
+            _check_inv_freq(model, hf_name, tensor, loc)
+            continue
+        name = from_hf_name(hf_name)
+        if name is None:
+            raise CheckpointError(f"unexpected tensor {hf_name!r} in {loc}: not a Llama weight name")
+        ours[name], where[name] = tensor, loc
+    for name in model.state_dict():
+        where.setdefault(name, source if isinstance(source, str) else "the checkpoint's index")
+    load_state_dict_strict(model, ours, where, display=to_hf_name)
+
+
+def _check_inv_freq(model: nn.Module, hf_name: str, tensor: torch.Tensor, loc: str) -> None:
+    """A stored RoPE frequency buffer must agree with the config's rope_theta; it is then dropped."""
+    args: ModelArgs = model.args
+    d = args.head_dim
+    expected = 1.0 / (args.rope_theta ** (torch.arange(0, d, 2, dtype=torch.float32) / d))
+    if tensor.shape != expected.shape or not torch.allclose(tensor.float(), expected, rtol=1e-3):
+        raise CheckpointError(f"tensor {hf_name!r} in {loc} disagrees with rope_theta={args.rope_theta} of the config")
+
+
+def hf_config(model: nn.Module) -> dict[str, Any]:
+    """config.json for a Transformer (LlamaForCausalLM) or ScalarModel (LlamaForSequenceClassification)."""
+    args: ModelArgs = model.args
+    scalar = isinstance(model, ScalarModel)
+    if not scalar and not isinstance(model, Transformer):
+        raise TypeError(f"expected a Transformer or ScalarModel, got {type(model).__name__}")
+    dtype = next(model.parameters()).dtype
+    cfg: dict[str, Any] = {
+        "architectures": [SCALAR_ARCH if scalar else LM_ARCH],
+        "model_type": "llama",
+        "hidden_size": args.dim,
+        "intermediate_size": args.ffn_hidden_dim,
+        "num_attention_heads": args.n_heads,
+        "num_key_value_heads": args.n_kv_heads,
+        "num_hidden_layers": args.n_layers,
+        "head_dim": args.head_dim,
+        "rms_norm_eps": args.norm_eps,
+        "rope_theta": args.rope_theta,
+        "rope_parameters": {"rope_type": "default", "rope_theta": args.rope_theta},
+        "rope_scaling": None,
+        "max_position_embeddings": args.max_seq_len,
+        "vocab_size": args.vocab_size,
+        "bos_token_id": BOS_ID,
+        "eos_token_id": EOS_ID,
+        "pad_token_id": SCALAR_PAD_ID if scalar else None,
+        "hidden_act": "silu",
+        "tie_word_embeddings": False,
+        "attention_bias": False,
+        "attention_dropout": 0.0,
+        "mlp_bias": False,
+        "initializer_range": 0.02,
+        "pretraining_tp": 1,
+        "use_cache": True,
+        "torch_dtype": str(dtype).removeprefix("torch."),
+    }
+    if scalar:
+        cfg |= {"num_labels": 1, "id2label": {"0": "LABEL_0"}, "label2id": {"LABEL_0": 0}}
+    return cfg
