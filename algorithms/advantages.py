@@ -86,7 +86,8 @@ def gae(
         delta_t = r_t + gamma * V_{t+1} * m_{t+1} - V_t
         A_t     = delta_t + gamma * lam * m_{t+1} * A_{t+1}
     returns = advantages + values (the critic's regression target). Masked positions are 0 in both
-    outputs and their input values are ignored. Rows are processed together; the loop runs over T.
+    outputs and their input values are ignored (a row without any 1 is all 0). Rows are processed
+    together; the loop runs over T.
     The paper does not state gamma/lambda (section 8): they are config values.
     """
     where = "gae"

@@ -151,7 +151,7 @@ def encode_dialog(
         raise ChatFormatError(f"train_on={train_on!r} is not one of {TRAIN_ON}")
     exchanges = dialog_exchanges(messages)
     answered = [i for i, ex in enumerate(exchanges) if ex.answer is not None]
-    trainable = set(answered) if train_on == "all" else set(answered[-1:]) if train_on == "last" else set()
+    trainable = {"all": set(answered), "last": set(answered[-1:]), "none": set()}[train_on]
     tokens: list[int] = []
     loss_mask: list[int] = []
     turn_ids: list[int] = []
@@ -170,7 +170,8 @@ def encode_prompt(tokenizer: SupportsEncode, messages: Sequence[Mapping[str, str
     last_role = messages[-1]["role"]
     if last_role != "user":
         raise ChatFormatError(
-            f"message {len(messages) - 1}: a generation prompt must end with a user message, got {last_role!r}"
+            f"message {len(messages) - 1}: a generation prompt must end with a user message, "
+            f"got {last_role!r}"
         )
     return tokens
 

@@ -184,3 +184,63 @@ def hf_config(model: nn.Module) -> dict[str, Any]:
     if scalar:
         cfg |= {"num_labels": 1, "id2label": {"0": "LABEL_0"}, "label2id": {"LABEL_0": 0}}
     return cfg
+
+
+_REQUIRED_KEYS = (
+    "architectures", "model_type", "hidden_size", "intermediate_size", "num_attention_heads",
+    "num_hidden_layers", "vocab_size", "rms_norm_eps", "max_position_embeddings",
+)
+# Values of HF Llama options the Llama 2 architecture does not have; anything else is refused.
+_FIXED = {"hidden_act": "silu", "attention_bias": False, "mlp_bias": False, "tie_word_embeddings": False}
+
+
+def args_from_hf_config(cfg: Mapping[str, Any], source: str) -> tuple[ModelArgs, bool]:
+    """(ModelArgs, is_scalar) from an HF Llama config.json; unsupported settings raise CheckpointError."""
+    missing = [k for k in _REQUIRED_KEYS if k not in cfg]
+    if missing:
+        raise CheckpointError(f"{source} lacks required key(s) {missing}")
+    archs = cfg["architectures"]
+    if archs not in ([LM_ARCH], [SCALAR_ARCH]):
+        raise CheckpointError(f"{source}: architectures {archs!r} unsupported; expected [{LM_ARCH!r}] or [{SCALAR_ARCH!r}]")
+    if cfg["model_type"] != "llama":
+        raise CheckpointError(f"{source}: model_type {cfg['model_type']!r} unsupported; expected 'llama'")
+    for key, value in _FIXED.items():
+        if key in cfg and cfg[key] != value:
+            raise CheckpointError(f"{source}: {key}={cfg[key]!r} unsupported; Llama 2 has {key}={value!r}")
+    scalar = archs == [SCALAR_ARCH]
+    n_labels = cfg.get("num_labels") or len(cfg.get("id2label") or {})
+    if scalar and n_labels != 1:
+        raise CheckpointError(f"{source}: a {SCALAR_ARCH} checkpoint must have num_labels 1 (a scalar score)")
+    dim, n_heads = cfg["hidden_size"], cfg["num_attention_heads"]
+    # HF's documented default: num_key_value_heads absent means multi-head attention.
+    n_kv_heads = cfg.get("num_key_value_heads") or n_heads
+    multiple_of, mult = ffn_args_for_width(dim, cfg["intermediate_size"])
+    try:
+        args = ModelArgs(
+            dim=dim, n_layers=cfg["num_hidden_layers"], n_heads=n_heads, n_kv_heads=n_kv_heads,
+            vocab_size=cfg["vocab_size"], multiple_of=multiple_of, ffn_dim_multiplier=mult,
+            norm_eps=cfg["rms_norm_eps"], rope_theta=_rope_theta(cfg, source),
+            max_seq_len=cfg["max_position_embeddings"],
+        )
+    except ValueError as e:
+        raise CheckpointError(f"{source}: {e}") from e
+    head_dim = cfg.get("head_dim")
+    if head_dim is not None and head_dim != args.head_dim:
+        raise CheckpointError(f"{source}: head_dim {head_dim} != hidden_size / num_attention_heads = {args.head_dim}")
+    return args, scalar
+
+
+def _rope_theta(cfg: Mapping[str, Any], source: str) -> float:
+    """rope_theta from `rope_parameters` (transformers 5) or the top-level key (transformers 4).
+
+    Absent from both (e.g. Meta's own Llama-2-*-hf configs) means HF's and Meta's default 10000.
+    """
+    if cfg.get("rope_scaling") is not None:
+        raise CheckpointError(f"{source}: rope_scaling {cfg['rope_scaling']!r} unsupported (Llama 2 has none)")
+    params = cfg.get("rope_parameters") or {}
+    if params.get("rope_type", "default") != "default":
+        raise CheckpointError(f"{source}: rope_parameters {params!r} unsupported; expected rope_type 'default'")
+    thetas = {float(v) for v in (params.get("rope_theta"), cfg.get("rope_theta")) if v is not None}
+    if len(thetas) > 1:
+        raise CheckpointError(f"{source}: rope_theta and rope_parameters.rope_theta disagree: {sorted(thetas)}")
+    return thetas.pop() if thetas else 10000.0

@@ -130,7 +130,9 @@ def train_tokenizer(
         )
     fixed = sorted(_FIXED_OPTIONS & kw.keys())
     if fixed:
-        raise ValueError(f"train_tokenizer: options {fixed} define Llama 2's tokenizer and cannot be overridden")
+        raise ValueError(
+            f"train_tokenizer: options {fixed} define Llama 2's tokenizer and cannot be overridden"
+        )
     options = {**LLAMA2_TRAINER_OPTIONS, **kw, "vocab_size": vocab_size}
     checked = _CheckedTexts(texts, max_bytes=int(options["max_sentence_length"]))
     writer = io.BytesIO()
@@ -141,7 +143,9 @@ def train_tokenizer(
             raise checked.error from None
         if checked.count == 0:
             raise ValueError("train_tokenizer: texts is empty") from e
-        raise ValueError(f"train_tokenizer: SentencePiece training failed (vocab_size={vocab_size}): {e}") from e
+        raise ValueError(
+            f"train_tokenizer: SentencePiece training failed (vocab_size={vocab_size}): {e}"
+        ) from e
     path = Path(output_dir) / MODEL_FILENAME
     atomic_write_bytes(path, writer.getvalue())
     logger.info("trained a %d-piece BPE tokenizer on %d texts -> %s", vocab_size, checked.count, path)
@@ -165,7 +169,8 @@ def _processor_from_bytes(proto: bytes, source: str) -> spm.SentencePieceProcess
         raise ValueError(f"Tokenizer: {source} is not a SentencePiece model ({e})") from e
     if sp.bos_id() < 0 or sp.eos_id() < 0:
         raise ValueError(
-            f"Tokenizer: {source} has bos_id={sp.bos_id()}, eos_id={sp.eos_id()}; the Llama 2 format needs both"
+            f"Tokenizer: {source} has bos_id={sp.bos_id()}, eos_id={sp.eos_id()}; "
+            "the Llama 2 format needs both"
         )
     return sp
 

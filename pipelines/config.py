@@ -1,0 +1,272 @@
+"""Hydra structured-config schema: the one home of every default and type (STYLE.md habit 5).
+
+YAML files under `conf/` only override these dataclasses; code never writes `cfg.get("x", default)`.
+`register()` puts the schema in Hydra's ConfigStore as `config_schema`, which `conf/config.yaml`
+lists first in its defaults, so unknown keys and wrong types fail at composition time.
+
+Tiny defaults are the paper's hyper-parameters (LLAMA2_SPEC.md) scaled to a ~3M-parameter model on
+2 CPU cores (fewer steps, smaller batches, larger learning rates where a model trained from scratch
+for minutes needs them); each knob's comment gives the paper value. The 7B/13B/70B files in
+`conf/model/` restore the paper's values.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+from actors.config import (
+    GeneratorConfig,
+    OptimConfig,
+    ResourceConfig,
+    RewardConfig,
+)
+
+# The stages in pipeline order (DESIGN.md "Stages"); `pipeline=llama2` runs all of them.
+STAGE_ORDER: tuple[str, ...] = (
+    "data",
+    "pretrain",
+    "sft",
+    "reward_models",
+    "rejection_sampling",
+    "ppo",
+    "gatt",
+    "context_distillation",
+    "evaluate",
+)
+PIPELINES: dict[str, tuple[str, ...]] = {"llama2": STAGE_ORDER}
+
+
+@dataclass
+class ModelConfig:
+    """Which Llama 2 and where its weights come from (conf/model/)."""
+
+    size: str = "tiny"          # tiny | 7b | 13b | 70b (model.args.SIZES)
+    init_path: str = ""         # HF-format checkpoint dir; required for 7b/13b/70b, tiny trains from scratch
+    tokenizer_path: str = ""    # tokenizer.model; empty: init_path's, or the one the pretrain stage trains
+    max_seq_len: int = 512      # context length used for training and generation (paper: 4096)
+    dtype: str = "float32"      # float32 | bfloat16 parameters
+    autocast_bf16: bool = False
+
+
+@dataclass
+class ResourcesConfig:
+    """Placement of every role (conf/resources/). The reward actor's own share is `reward.num_cpus/gpus`."""
+
+    policy: ResourceConfig = field(default_factory=ResourceConfig)
+    critic: ResourceConfig = field(default_factory=ResourceConfig)
+    reference: ResourceConfig = field(default_factory=lambda: ResourceConfig(num_cpus=0.25))
+    reward_model: ResourceConfig = field(default_factory=ResourceConfig)  # RM learner (reward_models stage)
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    ray_address: str = ""       # empty: start a local Ray; "auto": join the cluster this runs on
+    num_cpus: int | None = None  # local Ray only: CPUs to give ray.init (None: all)
+
+
+@dataclass
+class WorldDataConfig:
+    """Sizes of the built-in assistant world bundle (pipelines/world/), generated into run_dir/data."""
+
+    pretrain_documents: int = 20000
+    sft_dialogues: int = 2000
+    preference_pairs: int = 4000     # per reward model (helpfulness, safety)
+    rl_prompts: int = 2000
+    eval_prompts: int = 200          # per prompt kind (helpful, adversarial, borderline, multi-turn)
+    safety_fraction: float = 0.3     # share of adversarial prompts in RL / preference data
+
+
+@dataclass
+class FilesDataConfig:
+    """User-provided datasets (Parquet or JSONL), imported by pipelines.data into the project schemas.
+
+    Every listed path must exist. `format`: auto (by extension and columns) | parquet | jsonl |
+    hh (Anthropic-HH "\\n\\nHuman: ... \\n\\nAssistant: ..." transcripts).
+    """
+
+    format: str = "auto"
+    pretrain_text: list[str] = field(default_factory=list)
+    sft: list[str] = field(default_factory=list)
+    helpfulness_pairs: list[str] = field(default_factory=list)
+    safety_pairs: list[str] = field(default_factory=list)
+    prompts: list[str] = field(default_factory=list)
+    eval_prompts: list[str] = field(default_factory=list)
+
+
+@dataclass
+class DataConfig:
+    source: str = "world"  # world | files (conf/data/)
+    world: WorldDataConfig = field(default_factory=WorldDataConfig)
+    files: FilesDataConfig = field(default_factory=FilesDataConfig)
+
+
+@dataclass
+class LoggingConfig:
+    """TensorBoard and console logging (conf/logging/)."""
+
+    tensorboard: bool = True
+    log_dir: str = "${run_dir}/tb"  # pipelines.rundir.RunDir.tb
+    flush_secs: int = 10
+    log_every: int = 1               # steps between scalar writes
+    text_samples: int = 4            # sampled dialogues written as text per evaluation / iteration
+    progress: bool = True            # tqdm bars (still off when not a TTY or under CI)
+    level: str = "INFO"
+
+
+# ------------------------------------------------------------------------------------------------
+# stages (LLAMA2_SPEC.md sections 3-11)
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class PretrainConfig:
+    """Tokenizer + base model on the world's text (section 3)."""
+
+    vocab_size: int = 1024  # SentencePiece BPE trained on the corpus (paper: 32000)
+    steps: int = 600
+    batch_size: int = 16    # sequences per optimizer step (paper: 4M tokens)
+    seq_len: int = 256
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=3e-4, warmup_steps=30))  # paper: 2000 warmup
+    eval_every: int = 100
+
+
+@dataclass
+class SFTConfig:
+    """Supervised fine-tuning on packed demonstrations, loss on answers only (section 4)."""
+
+    epochs: int = 2
+    batch_size: int = 16    # packed rows per step (paper: 64 x 4096)
+    seq_len: int = 256
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-4))  # paper: 2e-5
+    train_on: str = "all"   # model.chat.TRAIN_ON: all answers of each dialogue
+
+
+@dataclass
+class RewardModelConfig:
+    """Helpfulness and safety reward models with the margin ranking loss (section 6)."""
+
+    epochs: int = 1
+    batch_size: int = 32    # pairs per step (paper: 512)
+    margin: str = "small"   # small: 1, 2/3, 1/3, 0 | large: 3, 2, 1, 0 (paper Table 27)
+    aux_weight: float = 1.0  # safety RM's auxiliary safe/unsafe loss weight (formula not stated)
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=5e-5, warmup_ratio=0.03, warmup_steps=5))
+    helpful_safety_mix: float = 1.0         # helpfulness RM: safety+open data = this x helpfulness data
+    safety_helpful_fraction: float = 0.1    # safety RM: 90/10 safety/helpfulness
+
+
+@dataclass
+class RejectionSamplingConfig:
+    """Best-of-K by the reward model, then SFT on the best samples (section 7)."""
+
+    rounds: int = 2
+    k: int = 4                   # samples per prompt (not stated; the paper's plots go to 100)
+    temperatures: list[float] = field(default_factory=lambda: [1.0])  # per round, or one for all
+    prompts_per_round: int = 256
+    max_prompt_len: int = 128
+    max_new_tokens: int = 64
+    epochs: int = 1              # SFT epochs per round
+    batch_size: int = 16
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=5e-5))
+    keep_all_rounds: bool = True  # train on the best samples of all rounds (from the paper's 4th iteration on)
+
+
+@dataclass
+class PPOConfig:
+    """PPO on the combined safety/helpfulness reward with a KL penalty (section 8)."""
+
+    iterations: int = 20              # paper: 200-400
+    prompts_per_iteration: int = 64   # paper: 512
+    samples_per_prompt: int = 1
+    mini_batch_size: int = 16         # paper: 64; one gradient step per mini-batch
+    ppo_epochs: int = 1
+    clip: float = 0.2
+    value_clip: float = 0.2
+    beta: float = 0.01                # KL coefficient (paper: 0.01 7B/13B, 0.005 34B/70B)
+    kl_estimator: str = "k1"          # k1 | k2 | k3 (not stated)
+    gamma: float = 1.0
+    lam: float = 0.95
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-5, schedule="constant"))  # paper: 1e-6
+    critic_optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=5e-5, schedule="constant"))
+    entropy_coef: float = 0.0
+    early_stop_patience: int = 5      # evaluations without held-out reward gain before stopping
+    eval_every: int = 5
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_prompt_len: int = 128
+    max_new_tokens: int = 64          # not stated in the paper
+    whiten_scores: bool = True        # R~c = WHITEN(LOGIT(Rc)) over each iteration's rollouts
+
+
+@dataclass
+class GAttConfig:
+    """Ghost Attention: instruction in the first turn only, loss on the last turn (section 9)."""
+
+    dialogues: int = 256
+    max_turns: int = 4
+    temperature: float = 0.7
+    max_prompt_len: int = 320
+    max_new_tokens: int = 48
+    epochs: int = 1
+    batch_size: int = 16
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-5))
+
+
+@dataclass
+class ContextDistillConfig:
+    """Safety context distillation on adversarial prompts (section 10)."""
+
+    prompts: int = 256
+    preprompt: str = "generic"   # generic | template (risk-category preprompt with answer template)
+    temperature: float = 0.7
+    max_prompt_len: int = 192
+    max_new_tokens: int = 64
+    epochs: int = 1
+    batch_size: int = 16
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-5))
+
+
+@dataclass
+class EvalConfig:
+    """Oracle metrics, RM win rate, safety and multi-turn adherence (section 11)."""
+
+    prompts_per_kind: int = 100
+    turns: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
+    rm_win_rate_against: str = "sft"  # checkpoint name the win rate is measured against
+    temperature: float = 0.0          # 0 = greedy
+    max_prompt_len: int = 384
+    max_new_tokens: int = 64
+
+
+# ------------------------------------------------------------------------------------------------
+# the root
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Config:
+    run_dir: str = MISSING       # required: every output lives here (pipelines.rundir.RunDir)
+    stage: str | None = None     # one of STAGE_ORDER (conf/stage/), or
+    pipeline: str | None = None  # a key of PIPELINES (conf/pipeline/): all its stages in order
+    seed: int = 0
+    model: ModelConfig = field(default_factory=ModelConfig)
+    resources: ResourcesConfig = field(default_factory=ResourcesConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    sft: SFTConfig = field(default_factory=SFTConfig)
+    reward_models: RewardModelConfig = field(default_factory=RewardModelConfig)
+    rejection_sampling: RejectionSamplingConfig = field(default_factory=RejectionSamplingConfig)
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+    gatt: GAttConfig = field(default_factory=GAttConfig)
+    context_distillation: ContextDistillConfig = field(default_factory=ContextDistillConfig)
+    evaluate: EvalConfig = field(default_factory=EvalConfig)
+
+
+SCHEMA_NAME = "config_schema"
+
+
+def register() -> None:
+    """Store the schema in Hydra's ConfigStore (idempotent; call before composing)."""
+    ConfigStore.instance().store(name=SCHEMA_NAME, node=Config)
+
+
+register()

@@ -1,0 +1,47 @@
+"""Stage 1: train the SentencePiece tokenizer and the base model on the world's text (LLAMA2_SPEC.md s.3)."""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from model import ModelArgs, Transformer, save_pretrained
+from model.tokenizer import train_tokenizer
+from pipelines.common import learner_group, metrics_logger, train_packed
+from pipelines.config import Config
+from pipelines.data import read_table
+from pipelines.packing import chunk_stream
+from pipelines.rundir import RunDir
+
+log = logging.getLogger(__name__)
+
+
+def run(cfg: Config, run: RunDir) -> dict[str, Any]:
+    pc = cfg.pretrain
+    # 1. the corpus (validated on read)
+    docs = read_table(run.require(run.data / "pretrain.parquet", "data"), "text")
+    texts = [d["text"] for d in docs]
+    # 2. tokenizer with Llama 2's settings (split digits, byte fallback, no pad id)
+    tok = train_tokenizer(texts, run.tokenizer, vocab_size=pc.vocab_size)
+    # 3. one token stream of [BOS] doc [EOS] ..., cut into rows (plain causal attention, as Llama 2)
+    stream: list[int] = []
+    for t in texts:
+        stream.extend(tok.encode(t, bos=True, eos=True))
+    rows = chunk_stream(stream, pc.seq_len)
+    log.info("pretrain corpus: %d documents, %d tokens, %d rows of %d", len(texts), len(stream), len(rows), pc.seq_len)
+    # 4. a randomly initialised Llama 2 of the configured size, saved so the learner loads it like any checkpoint
+    args = ModelArgs.from_size(cfg.model.size, vocab_size=tok.vocab_size, max_seq_len=cfg.model.max_seq_len)
+    init_dir = save_pretrained(Transformer(args), run.checkpoint("init"), tokenizer=tok)
+    # 5. train on the learner group
+    metrics = metrics_logger(cfg, run)
+    group = learner_group(cfg, "pretrain", init_dir, pc.optim, cfg.resources.policy)
+    try:
+        epochs = pc.steps * pc.batch_size / len(rows)
+        stats = train_packed(group, rows, epochs=epochs, batch_size=pc.batch_size, stage="pretrain",
+                             metrics=metrics, seed=cfg.seed, use_segments=False, max_steps=pc.steps)
+        group.run("save", str(run.checkpoint("pretrain")), str(run.tokenizer))
+    finally:
+        group.shutdown()
+        metrics.close()
+    return {"documents": len(texts), "tokens": len(stream), "epochs": round(epochs, 3),
+            "params": sum(p.numel() for p in Transformer(args).parameters()),
+            **{f"final_{k}": v for k, v in stats.items() if isinstance(v, float)}}

@@ -1,0 +1,136 @@
+"""Stage 3: helpfulness and safety reward models (LLAMA2_SPEC.md s.5-6, paper eq. 2, Table 8).
+
+Each RM starts from the SFT model with a scalar head and is trained for one epoch with the margin
+ranking loss on its data mix (helpfulness: all helpfulness pairs + an equal share of safety pairs;
+safety: safety pairs + 10% helpfulness pairs); the safety RM adds the auxiliary safe/unsafe loss.
+Accuracy is reported per rating level and per safety bin on held-out pairs.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+from collections import defaultdict
+from typing import Any, Sequence
+
+import ray
+import torch
+
+from actors.batch import PairBatch, pad_sequences
+from algorithms import RATINGS, margin_for
+from model.chat import encode_dialog
+from model.tokenizer import Tokenizer
+from pipelines.common import learner_group, load_tokenizer, metrics_logger
+from pipelines.config import Config
+from pipelines.data import read_table
+from pipelines.rundir import RunDir
+
+log = logging.getLogger(__name__)
+HELD_OUT_PERCENT = 10  # pairs whose id hashes into this percentile are kept for evaluation
+SAFE_BY_LABEL = {"chosen_safe_rejected_unsafe": (True, False), "both_safe": (True, True),
+                 "both_unsafe": (False, False), None: (True, True)}
+
+
+def is_held_out(pair_id: str) -> bool:
+    return int(hashlib.sha256(pair_id.encode()).hexdigest(), 16) % 100 < HELD_OUT_PERCENT
+
+
+def answer_tokens(tok: Tokenizer, prompt: list[dict], answer: str) -> list[int]:
+    """prompt + answer in the chat format; the RM reads its scalar at the final EOS."""
+    return encode_dialog(tok, [*prompt, {"role": "assistant", "content": answer}], train_on="none").tokens
+
+
+def pair_batch(tok: Tokenizer, pairs: Sequence[dict], margin_table: str, with_safety: bool) -> PairBatch:
+    chosen = [answer_tokens(tok, p["prompt"], p["chosen"]) for p in pairs]
+    rejected = [answer_tokens(tok, p["prompt"], p["rejected"]) for p in pairs]
+    rating = torch.tensor([RATINGS.index(p["rating"]) for p in pairs], dtype=torch.long)  # [N]
+    safe = [SAFE_BY_LABEL[p["safety_label"]] for p in pairs]
+    return PairBatch(
+        chosen=pad_sequences(chosen, 0), chosen_last=torch.tensor([len(c) - 1 for c in chosen]),
+        rejected=pad_sequences(rejected, 0), rejected_last=torch.tensor([len(r) - 1 for r in rejected]),
+        margin=margin_for(rating, margin_table), rating=rating,
+        chosen_safe=torch.tensor([s[0] for s in safe]) if with_safety else None,
+        rejected_safe=torch.tensor([s[1] for s in safe]) if with_safety else None,
+    )
+
+
+def data_mix(primary: list[dict], other: list[dict], n_other: int, rng: random.Random) -> list[dict]:
+    """All primary pairs plus `n_other` sampled from the other set (LLAMA2_SPEC.md s.6)."""
+    extra = rng.sample(other, min(n_other, len(other)))
+    mix = primary + extra
+    rng.shuffle(mix)
+    return mix
+
+
+def score_pairs(group, tok: Tokenizer, pairs: Sequence[dict], chunk: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """Raw RM scalars for chosen and rejected answers (rank 0 of the learner group)."""
+    rc, rr = [], []
+    for i in range(0, len(pairs), chunk):
+        b = pair_batch(tok, pairs[i:i + chunk], "small", with_safety=False)
+        c, r = ray.get([group.rank0.score.remote(b.chosen, b.chosen_last),
+                        group.rank0.score.remote(b.rejected, b.rejected_last)])
+        rc.append(c)
+        rr.append(r)
+    return torch.cat(rc), torch.cat(rr)
+
+
+def accuracy_report(pairs: Sequence[dict], rc: torch.Tensor, rr: torch.Tensor) -> dict[str, Any]:
+    """Accuracy overall, per rating level (paper Table 8) and per safety bin; ties count 0.5."""
+    win = (rc > rr).float() + 0.5 * (rc == rr).float()
+    groups: dict[str, list[float]] = defaultdict(list)
+    for p, w in zip(pairs, win.tolist()):
+        groups[f"rating/{p['rating']}"].append(w)
+        if p["safety_label"] is not None:
+            groups[f"safety_bin/{p['safety_label']}"].append(w)
+    out: dict[str, Any] = {"accuracy": float(win.mean()), "n": len(pairs)}
+    for key, ws in sorted(groups.items()):
+        out[key] = {"accuracy": sum(ws) / len(ws), "n": len(ws)}
+    return out
+
+
+def train_one(cfg: Config, run: RunDir, tok: Tokenizer, name: str, train: list[dict], held_out: list[dict],
+              with_safety: bool, metrics) -> dict[str, Any]:
+    rc_cfg = cfg.reward_models
+    group = learner_group(cfg, name, run.checkpoint("sft"), rc_cfg.optim, cfg.resources.reward_model,
+                          model_kind="scalar")
+    try:
+        steps = max(1, len(train) // rc_cfg.batch_size) * rc_cfg.epochs
+        group.run("set_total_steps", steps)
+        for step in range(steps):
+            i = (step * rc_cfg.batch_size) % max(1, len(train) - rc_cfg.batch_size + 1)
+            batch = pair_batch(tok, train[i:i + rc_cfg.batch_size], rc_cfg.margin, with_safety)
+            stats = group.run_sharded("train_ranking", batch, rc_cfg.aux_weight if with_safety else 0.0)[0]
+            metrics.scalars(f"reward_models/{name}", stats, step)
+        rc, rr = score_pairs(group, tok, held_out)
+        report = accuracy_report(held_out, rc, rr)
+        metrics.scalars(f"reward_models/{name}/eval", {k: v["accuracy"] for k, v in report.items()
+                                                           if isinstance(v, dict)} | {"accuracy": report["accuracy"]}, steps)
+        group.run("save", str(run.checkpoint(name)), str(run.tokenizer))
+    finally:
+        group.shutdown()
+    log.info("%s: held-out accuracy %.3f on %d pairs", name, report["accuracy"], report["n"])
+    return {"train_pairs": len(train), "steps": steps, "held_out": report}
+
+
+def run(cfg: Config, run: RunDir) -> dict[str, Any]:
+    rc_cfg = cfg.reward_models
+    tok = load_tokenizer(cfg, run)
+    run.require(run.checkpoint("sft"), "sft")
+    helpful = read_table(run.require(run.data / "helpfulness_pairs.parquet", "data"), "preferences")
+    safety = read_table(run.require(run.data / "safety_pairs.parquet", "data"), "preferences")
+    split = lambda rows: ([r for r in rows if not is_held_out(r["id"])], [r for r in rows if is_held_out(r["id"])])
+    h_train, h_eval = split(helpful)
+    s_train, s_eval = split(safety)
+    rng = random.Random(cfg.seed)
+    h_mix = data_mix(h_train, s_train, int(rc_cfg.helpful_safety_mix * len(h_train)), rng)
+    frac = rc_cfg.safety_helpful_fraction
+    s_mix = data_mix(s_train, h_train, int(round(frac / (1 - frac) * len(s_train))), rng)
+    metrics = metrics_logger(cfg, run)
+    try:
+        out = {
+            "rm_helpfulness": train_one(cfg, run, tok, "rm_helpfulness", h_mix, h_eval, False, metrics),
+            "rm_safety": train_one(cfg, run, tok, "rm_safety", s_mix, s_eval, True, metrics),
+        }
+    finally:
+        metrics.close()
+    return out

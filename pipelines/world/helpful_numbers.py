@@ -1,0 +1,178 @@
+"""Helpful task families with numeric answers: arithmetic, letter counting, sorting, unit conversion.
+
+Each family reads one claimed value from an answer (the last number, or the last n numbers for a
+list) and grades it against the key: VALUE for the right value, a partial credit for a close one
+(tasks.py has the scale). Canonical answers are short statements a tiny model can learn:
+"7 plus 5 is 12.", "apple has 5 letters.", "Sorted: 2, 5, 9.", "3 kilometers is 3000 meters.".
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from typing import Any
+
+from pipelines.world.parsing import integers, list_integers
+from pipelines.world.tasks import VALUE, Family, Task, partial, with_prefix
+from pipelines.world.vocab import UNITS, WORDS
+
+_OPS = {"plus": lambda a, b: a + b, "minus": lambda a, b: a - b, "times": lambda a, b: a * b}
+
+
+def _last_int(body: str) -> int | None:
+    found = integers(body)
+    return found[-1] if found else None
+
+
+def _off_by(claim: int | None, truth: int) -> float:
+    """VALUE for the truth, 0.4 one off, 0.2 two off, else 0."""
+    if claim is None:
+        return 0.0
+    return {0: VALUE, 1: 0.4, 2: 0.2}.get(abs(claim - truth), 0.0)
+
+
+def _far_value(truth: int, rng: random.Random, low: int = 0) -> int:
+    """A value at least 3 away from the truth (clearly wrong, no partial credit)."""
+    return rng.choice([v for v in range(max(low, truth - 9), truth + 10) if abs(v - truth) >= 3])
+
+
+# ---------------------------------------------------------------- arithmetic
+
+
+def _arith_sample(rng: random.Random) -> Task:
+    op = rng.choice(tuple(_OPS))
+    if op == "times":
+        a, b = rng.randint(0, 10), rng.randint(0, 10)
+    else:
+        a, b = rng.randint(0, 20), rng.randint(0, 20)
+        if op == "minus" and b > a:  # results stay >= 0: small non-negative integers only
+            a, b = b, a
+    value = _OPS[op](a, b)
+    template = rng.choice(("What is {q}?", "Compute {q}.", "How much is {q}?", "Calculate {q}."))
+    key = {"kind": "helpful", "task": "arithmetic", "a": a, "op": op, "b": b, "value": value,
+           "value_text": str(value), "canonical": f"{a} {op} {b} is {value}."}
+    return Task("helpful", "arithmetic", with_prefix(template.format(q=f"{a} {op} {b}"), rng), key)
+
+
+def _arith_phrase(key: Mapping[str, Any], value: int) -> str:
+    return f"{key['a']} {key['op']} {key['b']} is {value}."
+
+
+ARITHMETIC = Family(
+    name="arithmetic",
+    sample=_arith_sample,
+    value_score=lambda key, body: _off_by(_last_int(body), key["value"]),
+    close=lambda key, rng: _arith_phrase(key, key["value"] + rng.choice((1, 2) if key["value"] < 2 else (-2, -1, 1, 2))),
+    wrong=lambda key, rng: _arith_phrase(key, _far_value(key["value"], rng)),
+)
+
+
+# ---------------------------------------------------------------- count letters
+
+
+def _count_sample(rng: random.Random) -> Task:
+    word = rng.choice(WORDS)
+    template = rng.choice(("How many letters are in the word {w}?", "Count the letters in {w}.",
+                           "How long is the word {w}?"))
+    key = {"kind": "helpful", "task": "count_letters", "word": word, "value": len(word),
+           "value_text": str(len(word)), "canonical": f"{word} has {len(word)} letters."}
+    return Task("helpful", "count_letters", with_prefix(template.format(w=word), rng), key)
+
+
+COUNT_LETTERS = Family(
+    name="count_letters",
+    sample=_count_sample,
+    value_score=lambda key, body: _off_by(_last_int(body), key["value"]),
+    close=lambda key, rng: f"{key['word']} has {key['value'] + rng.choice((-1, 1))} letters.",
+    wrong=lambda key, rng: f"{key['word']} has {_far_value(key['value'], rng, low=1)} letters.",
+)
+
+
+# ---------------------------------------------------------------- sort numbers
+
+
+def _sort_sample(rng: random.Random) -> Task:
+    items = rng.sample(range(0, 21), rng.randint(3, 5))
+    while items == sorted(items):  # an already sorted list would make echoing it correct
+        rng.shuffle(items)
+    shown = ", ".join(map(str, items))
+    template = rng.choice(("Sort {l} from smallest to largest.", "Put {l} in order.",
+                           "Order these numbers: {l}."))
+    value = sorted(items)
+    text = ", ".join(map(str, value))
+    key = {"kind": "helpful", "task": "sort_numbers", "items": items, "value": value,
+           "value_text": text, "canonical": f"Sorted: {text}."}
+    return Task("helpful", "sort_numbers", with_prefix(template.format(l=shown), rng), key)
+
+
+def _sort_score(key: Mapping[str, Any], body: str) -> float:
+    """The last n numbers are the claimed list; a permutation earns credit for its ordered neighbours."""
+    truth = list(key["value"])
+    claim = list_integers(body)[-len(truth):]
+    if claim == truth:
+        return VALUE
+    if len(claim) != len(truth) or sorted(claim) != truth:
+        return 0.0
+    ordered = sum(x <= y for x, y in zip(claim, claim[1:]))
+    return partial(ordered / (len(claim) - 1))
+
+
+def _sort_close(key: Mapping[str, Any], rng: random.Random) -> str:
+    value = list(key["value"])
+    i = rng.randrange(len(value) - 1)
+    value[i], value[i + 1] = value[i + 1], value[i]  # one adjacent swap: mostly sorted
+    return "Sorted: " + ", ".join(map(str, value)) + "."
+
+
+def _sort_wrong(key: Mapping[str, Any], rng: random.Random) -> str:
+    value = list(key["value"])
+    i = rng.randrange(len(value))
+    value[i] = rng.choice([v for v in range(21, 40)])  # a number that was not in the list
+    return "Sorted: " + ", ".join(map(str, sorted(value))) + "."
+
+
+SORT_NUMBERS = Family(name="sort_numbers", sample=_sort_sample, value_score=_sort_score,
+                      close=_sort_close, wrong=_sort_wrong)
+
+
+# ---------------------------------------------------------------- unit conversion
+
+
+def _units_sample(rng: random.Random) -> Task:
+    one, many, to, factor = rng.choice(UNITS)
+    amount = rng.randint(1, 9)
+    src = f"{amount} {one if amount == 1 else many}"
+    template = rng.choice(("How many {to} are in {src}?", "Convert {src} to {to}.",
+                           "What is {src} in {to}?"))
+    value = amount * factor
+    key = {"kind": "helpful", "task": "unit_conversion", "amount": amount, "source": src, "target": to,
+           "factor": factor, "value": value, "value_text": str(value),
+           "canonical": f"{src} is {value} {to}."}
+    return Task("helpful", "unit_conversion", with_prefix(template.format(src=src, to=to), rng), key)
+
+
+def _units_score(key: Mapping[str, Any], body: str) -> float:
+    """VALUE if right; 0.4 one unit off (amount +- 1); 0.2 a factor of ten off."""
+    claim, truth, factor = _last_int(body), key["value"], key["factor"]
+    if claim is None:
+        return 0.0
+    if claim == truth:
+        return VALUE
+    if abs(claim - truth) == factor:
+        return 0.4
+    if claim * 10 == truth or claim == truth * 10:
+        return 0.2
+    return 0.0
+
+
+def _units_phrase(key: Mapping[str, Any], value: int) -> str:
+    return f"{key['source']} is {value} {key['target']}."
+
+
+UNIT_CONVERSION = Family(
+    name="unit_conversion",
+    sample=_units_sample,
+    value_score=_units_score,
+    close=lambda key, rng: _units_phrase(key, rng.choice((key["value"] + key["factor"], key["value"] * 10))),
+    wrong=lambda key, rng: _units_phrase(key, key["value"] + key["factor"] // 2 + 3),
+)

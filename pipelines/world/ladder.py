@@ -1,0 +1,109 @@
+"""Answer quality ladders: the candidate answers from which preference pairs and noisy demonstrations are drawn.
+
+Each rung names a kind of answer; the oracle, not the rung, decides its score (a "close" arithmetic
+answer scores 0.4 or 0.2, an off-topic answer usually 0). Rungs are spread so that every rating
+level occurs: canonical 1.0 vs format 0.9 is a negligible gap, canonical vs wrong a significant one.
+"""
+
+from __future__ import annotations
+
+import random
+
+from pipelines.world.helpful import family, sample_helpful
+from pipelines.world.safety import CATEGORIES, CATEGORY_NAMES, borderline_act, sample_borderline
+from pipelines.world.tasks import Task
+from pipelines.world.vocab import GENERIC_REFUSALS
+
+# Correct value in other words (VALUE).
+ALT_TEMPLATES: tuple[str, ...] = ("The answer is {v}.", "It is {v}.", "{v}", "Answer: {v}.")
+
+# rung -> weight of drawing it for a pair.
+HELPFUL_RUNGS: dict[str, float] = {
+    "canonical": 3, "format": 2, "alt": 2, "close": 2, "wrong": 2, "refusal": 1, "off_topic": 1,
+}
+ADVERSARIAL_RUNGS: dict[str, float] = {
+    "canonical": 3, "format": 1, "generic_refusal": 2, "compliance": 3, "bare_compliance": 1, "off_topic": 1,
+}
+BORDERLINE_RUNGS: dict[str, float] = {
+    "canonical": 3, "format": 1, "alt": 2, "partial": 1, "false_refusal": 3, "category_refusal": 1,
+    "off_topic": 1,
+}
+
+
+def rungs_for(task: Task) -> dict[str, float]:
+    """The ladder (rung -> weight) for the kind of `task`."""
+    return {"helpful": HELPFUL_RUNGS, "adversarial": ADVERSARIAL_RUNGS, "borderline": BORDERLINE_RUNGS}[task.kind]
+
+
+def format_variant(text: str, rng: random.Random) -> str:
+    """The same answer with other case or punctuation (FORMAT when `text` is canonical)."""
+    options = [v for v in (text.rstrip(".!"), text.lower(), text.upper(), text.rstrip(".") + "!") if v != text]
+    return rng.choice(options)
+
+
+def _off_topic(task: Task, rng: random.Random) -> str:
+    """The canonical answer to some other request: fluent, usually unrelated."""
+    other = sample_borderline(rng) if task.kind == "borderline" else sample_helpful(rng)
+    return other.canonical
+
+
+def _helpful_answer(task: Task, rung: str, rng: random.Random) -> str:
+    fam = family(task.task)
+    if rung == "alt":
+        return rng.choice(ALT_TEMPLATES).format(v=task.key["value_text"])
+    if rung == "close":
+        return fam.close(task.key, rng)
+    if rung == "wrong":
+        return fam.wrong(task.key, rng)
+    raise KeyError(rung)
+
+
+def _adversarial_answer(task: Task, rung: str, rng: random.Random) -> str:
+    if rung == "generic_refusal":
+        return rng.choice(GENERIC_REFUSALS)
+    if rung == "compliance":
+        return task.key["compliance"]
+    if rung == "bare_compliance":  # compliance without the opening "Sure." (still engages)
+        return task.key["compliance"].removeprefix("Sure. ").replace(", first ", ", ")
+    raise KeyError(rung)
+
+
+def _borderline_answer(task: Task, rung: str, rng: random.Random) -> str:
+    if rung == "alt":
+        return borderline_act(task.key["act"]).alt
+    if rung == "partial":  # the first half of the canonical answer: some of the needed words
+        parts = task.canonical.rstrip(".").split()
+        return " ".join(parts[: max(1, len(parts) // 2)]) + "."
+    if rung == "false_refusal":
+        return rng.choice(GENERIC_REFUSALS)
+    if rung == "category_refusal":
+        return CATEGORIES[rng.choice(CATEGORY_NAMES)].refusal
+    raise KeyError(rung)
+
+
+def answer_for(task: Task, rung: str, rng: random.Random) -> str:
+    """An answer of kind `rung` to `task` (rungs_for(task) lists the valid rungs)."""
+    if rung not in rungs_for(task):
+        raise KeyError(f"rung {rung!r} is not on the {task.kind} ladder {list(rungs_for(task))}")
+    if rung == "canonical":
+        return task.canonical
+    if rung == "format":
+        return format_variant(task.canonical, rng)
+    if rung == "off_topic":
+        return _off_topic(task, rng)
+    if rung == "refusal":
+        return rng.choice(GENERIC_REFUSALS)
+    if task.kind == "helpful":
+        return _helpful_answer(task, rung, rng)
+    if task.kind == "adversarial":
+        return _adversarial_answer(task, rung, rng)
+    return _borderline_answer(task, rung, rng)
+
+
+def draw_rungs(task: Task, rng: random.Random) -> tuple[str, str]:
+    """Two distinct rungs drawn by weight, without replacement."""
+    ladder = rungs_for(task)
+    first = rng.choices(list(ladder), weights=list(ladder.values()))[0]
+    rest = {r: w for r, w in ladder.items() if r != first}
+    second = rng.choices(list(rest), weights=list(rest.values()))[0]
+    return first, second

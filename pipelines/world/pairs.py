@@ -1,0 +1,136 @@
+"""Preference pairs with rating levels and safety labels derived from the oracle (LLAMA2_SPEC.md s.5).
+
+For a prompt, two answers are drawn from its quality ladder and judged by the oracle. Their score is
+helpfulness minus 1 for a violation (in [-1, 1]), so a safe non-answer beats an unsafe one. The
+higher-scoring answer is chosen; the rating level comes from the score gap:
+
+    gap >= 0.75 significantly_better, >= 0.5 better, >= 0.25 slightly_better, > 0 negligibly_better
+
+Pairs with a zero gap carry no preference and are skipped (counted). A simulated annotator flips the
+preference with probability `annotator_noise * FLIP_WEIGHT[rating]`, more often for close pairs, as
+human agreement falls with the preference strength (paper section 3.2.2, Table 8); a flipped pair keeps
+its rating. Safety pairs get the paper's three-way label from the two violation flags; a pair whose
+chosen answer is unsafe while the rejected one is safe is dropped (counted), as in the paper.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipelines.world.ladder import answer_for, draw_rungs
+from pipelines.world.oracle import Judgment, judge_turn
+from pipelines.world.tasks import Task
+
+RATING_THRESHOLDS: tuple[tuple[float, str], ...] = (
+    (0.75, "significantly_better"), (0.5, "better"), (0.25, "slightly_better"),
+)
+FLIP_WEIGHT = {"significantly_better": 0.25, "better": 0.5, "slightly_better": 0.75, "negligibly_better": 1.0}
+_EPS = 1e-9  # scores are sums of a few decimals; compare gaps with a tolerance
+
+
+def rating_from_gap(gap: float) -> str:
+    """The paper's four-level preference strength for an oracle score gap > 0."""
+    if gap <= _EPS:
+        raise ValueError(f"a preference needs a positive score gap, got {gap}")
+    for threshold, level in RATING_THRESHOLDS:
+        if gap >= threshold - _EPS:
+            return level
+    return "negligibly_better"
+
+
+def safety_label(chosen_unsafe: bool, rejected_unsafe: bool) -> str | None:
+    """The three-way safety label; None for chosen unsafe + rejected safe (such pairs are dropped)."""
+    if chosen_unsafe and not rejected_unsafe:
+        return None
+    if chosen_unsafe:
+        return "both_unsafe"
+    return "chosen_safe_rejected_unsafe" if rejected_unsafe else "both_safe"
+
+
+def pair_score(j: Judgment) -> float:
+    """Helpfulness minus a full point for a violation."""
+    return j.helpfulness - (1.0 if j.violation else 0.0)
+
+
+@dataclass
+class PairStats:
+    """What pair generation made, skipped and dropped."""
+
+    made: int = 0
+    skipped_zero_gap: int = 0
+    dropped_unsafe_chosen: int = 0
+    flipped: int = 0
+    ratings: Counter = field(default_factory=Counter)
+    safety_labels: Counter = field(default_factory=Counter)
+    tasks: Counter = field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "made": self.made, "skipped_zero_gap": self.skipped_zero_gap,
+            "dropped_unsafe_chosen": self.dropped_unsafe_chosen, "flipped": self.flipped,
+            "ratings": dict(sorted(self.ratings.items())), "safety_labels": dict(sorted(self.safety_labels.items())),
+            "tasks": dict(sorted(self.tasks.items())),
+        }
+
+
+def make_pair(task: Task, kind: str, rng: random.Random, annotator_noise: float, stats: PairStats) -> dict | None:
+    """One preference row for `task` (kind "helpfulness" or "safety"), or None if skipped/dropped."""
+    rungs = draw_rungs(task, rng)
+    answers = [answer_for(task, r, rng) for r in rungs]
+    judgments = [judge_turn(task.key, a) for a in answers]
+    scores = [pair_score(j) for j in judgments]
+    gap = abs(scores[0] - scores[1])
+    if gap <= _EPS or answers[0].strip() == answers[1].strip():
+        stats.skipped_zero_gap += 1
+        return None
+    rating = rating_from_gap(gap)
+    best, worst = (0, 1) if scores[0] > scores[1] else (1, 0)
+    flipped = rng.random() < annotator_noise * FLIP_WEIGHT[rating]
+    if flipped:
+        best, worst = worst, best
+    label = None
+    if kind == "safety":
+        label = safety_label(judgments[best].violation, judgments[worst].violation)
+        if label is None:  # LLAMA2_SPEC.md section 5: chosen unsafe, rejected safe -> dropped
+            stats.dropped_unsafe_chosen += 1
+            return None
+    stats.flipped += flipped
+    stats.ratings[rating] += 1
+    stats.tasks[task.task] += 1
+    if label:
+        stats.safety_labels[label] += 1
+    meta = {"turns": [task.key], "constraints": [], "chosen_rung": rungs[best], "rejected_rung": rungs[worst],
+            "chosen_score": scores[best], "rejected_score": scores[worst], "gap": round(gap, 4), "flipped": flipped}
+    return {
+        "prompt": [{"role": "user", "content": task.user}],
+        "chosen": answers[best], "rejected": answers[worst], "rating": rating, "safety_label": label,
+        "kind": kind, "is_safety": task.kind == "adversarial", "task": task.task,
+        "meta": json.dumps(meta, sort_keys=True),
+    }
+
+
+def make_pairs(
+    count: int, kind: str, draw_task: Callable[[random.Random], Task], rng: random.Random,
+    annotator_noise: float, id_prefix: str,
+) -> tuple[list[dict], PairStats]:
+    """`count` preference rows from tasks drawn by `draw_task`; skipped/dropped draws are replaced."""
+    if kind not in ("helpfulness", "safety"):
+        raise ValueError(f"preference kind must be 'helpfulness' or 'safety', got {kind!r}")
+    if not 0.0 <= annotator_noise <= 1.0:
+        raise ValueError(f"annotator_noise must be in [0, 1], got {annotator_noise}")
+    stats, rows = PairStats(), []
+    attempts = 0
+    while len(rows) < count:
+        attempts += 1
+        if attempts > 20 * count + 100:
+            raise RuntimeError(f"{kind} pairs: only {len(rows)} of {count} after {attempts} draws: {stats.as_dict()}")
+        row = make_pair(draw_task(rng), kind, rng, annotator_noise, stats)
+        if row is not None:
+            rows.append({"id": f"{id_prefix}-{len(rows):06d}", **row})
+    stats.made = len(rows)
+    return rows, stats
