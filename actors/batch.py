@@ -16,7 +16,7 @@ from typing import Self
 
 import torch
 
-__all__ = ["TokenBatch", "PairBatch", "PPOBatch", "pad_sequences", "split_rows"]
+__all__ = ["TokenBatch", "PairBatch", "PPOBatch", "Sample", "pad_sequences", "split_rows"]
 
 
 def _check_int_2d(where: str, name: str, t: torch.Tensor) -> None:
@@ -191,6 +191,18 @@ class PPOBatch(_Rows):
         mask = torch.zeros(self.tokens.shape, dtype=torch.float32)  # [B, T]
         mask[:, 1:] = self.response_mask
         return TokenBatch(tokens=self.tokens, loss_mask=mask)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One generated answer (a generator's output row)."""
+
+    prompt_index: int  # index of the prompt in the list given to generate()
+    sample_index: int  # 0..K-1 among the K samples of that prompt
+    token_ids: list[int]  # response tokens only; ends with EOS (id 2) when finish_reason == "stop"
+    logprobs: list[float]  # [len(token_ids)] log pi(token) under the served weights (no temperature)
+    finish_reason: str  # "stop" (EOS) | "length" (max_tokens or max_model_len)
+    weight_version: int  # learner weight version the engine was serving
 
 
 def pad_sequences(seqs: list[list[int]], pad_id: int, side: str = "right") -> torch.Tensor:

@@ -130,8 +130,8 @@ def _load_hf(root: Path, dtype: torch.dtype) -> Transformer | ScalarModel:
     return model
 
 
-def _read_safetensors(root: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """All tensors of a single-file or sharded checkpoint, and the file each came from."""
+def _read_safetensors(root: Path) -> tuple[dict[str, torch.Tensor], dict[str, str] | str]:
+    """All tensors of a single-file or sharded checkpoint, and their file (one, or one per tensor)."""
     if (root / WEIGHTS_FILE).is_file():
         files = [WEIGHTS_FILE]
         weight_map = None
@@ -159,6 +159,8 @@ def _read_safetensors(root: Path) -> tuple[dict[str, torch.Tensor], dict[str, st
         for key in weight_map.keys() - tensors.keys():
             source[key] = str(root / weight_map[key])
             raise CheckpointError(f"tensor {key!r} listed in {root / INDEX_FILE} is missing from {source[key]}")
+    if weight_map is None:  # one file: name it in every message, missing tensors included
+        return tensors, str(root / WEIGHTS_FILE)
     return tensors, source
 
 

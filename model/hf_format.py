@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -132,8 +133,13 @@ def load_hf_state_dict(
         if name is None:
             raise CheckpointError(f"unexpected tensor {hf_name!r} in {loc}: not a Llama weight name")
         ours[name], where[name] = tensor, loc
+    if isinstance(source, str):
+        elsewhere = source
+    else:  # a sharded checkpoint: a missing tensor is missing from all of its shards
+        parents = sorted({str(Path(f).parent) for f in source.values()})
+        elsewhere = f"the shards in {', '.join(parents)}" if parents else "<empty checkpoint>"
     for name in model.state_dict():
-        where.setdefault(name, source if isinstance(source, str) else "the checkpoint's index")
+        where.setdefault(name, elsewhere)
     load_state_dict_strict(model, ours, where, display=to_hf_name)
 
 

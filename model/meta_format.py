@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pickle
 import re
 from pathlib import Path
 from typing import Any
@@ -116,6 +117,14 @@ def _merge_shards(shards: list[dict[str, torch.Tensor]], paths: list[Path]) -> d
     return merged
 
 
+def _load_shard(path: Path) -> dict[str, torch.Tensor]:
+    # weights_only=True: tensors and plain containers only; anything else is refused, never run.
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(f"{path} is refused: it holds objects other than tensors ({e})") from e
+
+
 def load_meta_checkpoint(path: str | os.PathLike[str], dtype: torch.dtype = torch.float32) -> Transformer:
     """Load Meta's format into a Transformer, converting interleaved RoPE rows of wq/wk to rotate-half."""
     root = Path(path)
@@ -125,8 +134,7 @@ def load_meta_checkpoint(path: str | os.PathLike[str], dtype: torch.dtype = torc
     except json.JSONDecodeError as e:
         raise CheckpointError(f"{params_path} is not valid JSON: {e}") from e
     paths = _shard_paths(root)
-    # weights_only=True: tensors and containers only, no arbitrary unpickling.
-    shards = [torch.load(p, map_location="cpu", weights_only=True, mmap=True) for p in paths]
+    shards = [_load_shard(p) for p in paths]
     for shard, p in zip(shards, paths):
         if not isinstance(shard, dict) or not all(isinstance(v, torch.Tensor) for v in shard.values()):
             raise CheckpointError(f"{p} is not a flat dict of tensors (Meta's consolidated format)")

@@ -11,7 +11,9 @@ for minutes needs them); each knob's comment gives the paper value. The 7B/13B/7
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
+from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
@@ -21,6 +23,7 @@ from actors.config import (
     ResourceConfig,
     RewardConfig,
 )
+from pipelines.world.config import BundleConfig
 
 # The stages in pipeline order (DESIGN.md "Stages"); `pipeline=llama2` runs all of them.
 STAGE_ORDER: tuple[str, ...] = (
@@ -63,18 +66,6 @@ class ResourcesConfig:
 
 
 @dataclass
-class WorldDataConfig:
-    """Sizes of the built-in assistant world bundle (pipelines/world/), generated into run_dir/data."""
-
-    pretrain_documents: int = 20000
-    sft_dialogues: int = 2000
-    preference_pairs: int = 4000     # per reward model (helpfulness, safety)
-    rl_prompts: int = 2000
-    eval_prompts: int = 200          # per prompt kind (helpful, adversarial, borderline, multi-turn)
-    safety_fraction: float = 0.3     # share of adversarial prompts in RL / preference data
-
-
-@dataclass
 class FilesDataConfig:
     """User-provided datasets (Parquet or JSONL), imported by pipelines.data into the project schemas.
 
@@ -93,9 +84,37 @@ class FilesDataConfig:
 
 @dataclass
 class DataConfig:
-    source: str = "world"  # world | files (conf/data/)
-    world: WorldDataConfig = field(default_factory=WorldDataConfig)
+    """Where the datasets come from (conf/data/).
+
+    world: overrides of pipelines.world.config.BundleConfig fields (its defaults live there, e.g.
+    `data.world.pretrain_docs=5000`); world_scale multiplies every dataset size (BundleConfig.scaled).
+    """
+
+    source: str = "world"  # world | files
+    world: dict[str, Any] = field(default_factory=dict)
+    world_scale: float = 1.0
     files: FilesDataConfig = field(default_factory=FilesDataConfig)
+
+
+def world_bundle_config(data: DataConfig) -> BundleConfig:
+    """The world's BundleConfig from `data.world` overrides and `data.world_scale`.
+
+    Unknown fields and values of the wrong type raise ValueError naming `data.world.<field>`
+    (BundleConfig is frozen, so Hydra cannot type-check it as a nested structured config).
+    """
+    fields = {f.name: f for f in dataclasses.fields(BundleConfig)}
+    for key, value in data.world.items():
+        if key not in fields:
+            raise ValueError(f"data.world.{key}: not a world bundle field; expected one of {sorted(fields)}")
+        expected = type(fields[key].default)
+        ok = isinstance(value, expected) or (expected is float and isinstance(value, int))
+        if not ok or isinstance(value, bool) != (expected is bool):
+            raise ValueError(f"data.world.{key}: expected {expected.__name__}, got {value!r}")
+    try:
+        bundle = BundleConfig(**data.world)
+    except ValueError as e:
+        raise ValueError(f"data.world: {e}") from e
+    return bundle if data.world_scale == 1.0 else bundle.scaled(data.world_scale)
 
 
 @dataclass

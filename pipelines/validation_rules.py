@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from actors.config import GeneratorConfig, OptimConfig, ResourceConfig
-from pipelines.config import Config
+from pipelines.config import Config, world_bundle_config
 
 PLACEMENT_STRATEGIES = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
 DTYPES = ("float32", "bfloat16")
@@ -171,7 +171,13 @@ def _check_data(cfg: Config, stages: list[str], run_dir: Path) -> list[str]:
     d = cfg.data
     out = _choice("data.source", d.source, DATA_SOURCES) + _choice("data.files.format", d.files.format, FILE_FORMATS)
     if d.source != "files":
-        return out
+        scale = _positive("data.world_scale", d.world_scale)
+        try:
+            if not scale:
+                world_bundle_config(d)
+        except ValueError as e:
+            scale.append(str(e))
+        return out + scale
     for name in sorted({n for st in stages for n in FILE_INPUTS.get(st, ())}):
         if name == "pretrain_text" and cfg.model.init_path:
             continue  # a pretrained checkpoint needs no pretraining text

@@ -160,6 +160,13 @@ def _record_id(record: Mapping[str, Any], source: Path, index: int) -> str:
     return _string(record, "id")
 
 
+def _id_hint(record: Any, source: Path, index: int) -> str | None:
+    """The id a record will get, for errors raised before its row exists."""
+    if not isinstance(record, Mapping) or record.get("id") is None:
+        return f"{source.stem}-{index}"
+    return record["id"] if isinstance(record["id"], str) else None
+
+
 def _as_record(record: Any) -> Mapping[str, Any]:
     if not isinstance(record, Mapping):
         raise RowError("*", "wrong_type", f"expected a JSON object per record, found {type(record).__name__}")
@@ -195,7 +202,9 @@ def _run(
     validator = RowValidator(kind, source, on_bad_row=on_bad_row, max_tokens=max_tokens, count_tokens=count_tokens)
     rows = []
     for index, line, record in iter_records(source, required):
-        row = validator.accept(lambda: convert(_as_record(record), source, index), index=index, line=line)
+        row = validator.accept(
+            lambda: convert(_as_record(record), source, index), index=index, line=line, row_id=_id_hint(record, source, index)
+        )
         if row is not None:
             rows.append(row)
     report = validator.finish()

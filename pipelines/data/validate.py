@@ -439,8 +439,14 @@ class RowValidator:
         self._seen[key] = self._where(index, line)
 
     def accept(
-        self, make_row: Callable[[], dict[str, Any]] | dict[str, Any], *, index: int, line: int | None = None
+        self,
+        make_row: Callable[[], dict[str, Any]] | dict[str, Any],
+        *,
+        index: int,
+        line: int | None = None,
+        row_id: str | None = None,
     ) -> dict[str, Any] | None:
+        """The checked row, or None if skipped/dropped; `row_id` names a row that could not be built."""
         self.report.total += 1
         row = None
         try:
@@ -451,8 +457,9 @@ class RowValidator:
             log.debug("%s: %s dropped (%s)", self.path, self._where(index, line), drop.reason)
             return None
         except RowError as issue:
+            label = _row_label(row, self.kind) if row is not None else (f"id={row_id!r}" if row_id else None)
             error = DataError(
-                self.path, issue.detail, row=index, line=line, row_id=_row_label(row, self.kind),
+                self.path, issue.detail, row=index, line=line, row_id=label,
                 field=issue.field, reason=issue.reason,
             )
             if self.on_bad_row == "raise":

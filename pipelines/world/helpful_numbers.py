@@ -19,9 +19,16 @@ from pipelines.world.vocab import UNITS, WORDS
 _OPS = {"plus": lambda a, b: a + b, "minus": lambda a, b: a - b, "times": lambda a, b: a * b}
 
 
-def _last_int(body: str) -> int | None:
+def _claim(body: str, allowed: tuple[int, ...] = ()) -> int | None:
+    """The last number of the answer, if every earlier number is one of the question's (`allowed`).
+
+    "7 plus 5 is 12." claims 12; "12 or 13" and "3 plus 2 is 5." (to a letter count) claim nothing:
+    stray numbers mean a hedged or unrelated answer, which is never credited.
+    """
     found = integers(body)
-    return found[-1] if found else None
+    if not found or any(n not in allowed for n in found[:-1]):
+        return None
+    return found[-1]
 
 
 def _off_by(claim: int | None, truth: int) -> float:
@@ -61,7 +68,7 @@ def _arith_phrase(key: Mapping[str, Any], value: int) -> str:
 ARITHMETIC = Family(
     name="arithmetic",
     sample=_arith_sample,
-    value_score=lambda key, body: _off_by(_last_int(body), key["value"]),
+    value_score=lambda key, body: _off_by(_claim(body, (key["a"], key["b"])), key["value"]),
     close=lambda key, rng: _arith_phrase(key, key["value"] + rng.choice((1, 2) if key["value"] < 2 else (-2, -1, 1, 2))),
     wrong=lambda key, rng: _arith_phrase(key, _far_value(key["value"], rng)),
 )
@@ -82,7 +89,7 @@ def _count_sample(rng: random.Random) -> Task:
 COUNT_LETTERS = Family(
     name="count_letters",
     sample=_count_sample,
-    value_score=lambda key, body: _off_by(_last_int(body), key["value"]),
+    value_score=lambda key, body: _off_by(_claim(body), key["value"]),
     close=lambda key, rng: f"{key['word']} has {key['value'] + rng.choice((-1, 1))} letters.",
     wrong=lambda key, rng: f"{key['word']} has {_far_value(key['value'], rng, low=1)} letters.",
 )
@@ -106,9 +113,12 @@ def _sort_sample(rng: random.Random) -> Task:
 
 
 def _sort_score(key: Mapping[str, Any], body: str) -> float:
-    """The last n numbers are the claimed list; a permutation earns credit for its ordered neighbours."""
-    truth = list(key["value"])
-    claim = list_integers(body)[-len(truth):]
+    """The last n numbers are the claimed list (earlier ones must be the question's); a permutation
+    earns credit for its ordered neighbours."""
+    truth, found = list(key["value"]), list_integers(body)
+    claim = found[-len(truth):]
+    if any(n not in key["items"] for n in found[: -len(truth)]):
+        return 0.0  # stray numbers before the list: hedged or unrelated
     if claim == truth:
         return VALUE
     if len(claim) != len(truth) or sorted(claim) != truth:
@@ -153,7 +163,7 @@ def _units_sample(rng: random.Random) -> Task:
 
 def _units_score(key: Mapping[str, Any], body: str) -> float:
     """VALUE if right; 0.4 one unit off (amount +- 1); 0.2 a factor of ten off."""
-    claim, truth, factor = _last_int(body), key["value"], key["factor"]
+    claim, truth, factor = _claim(body, (key["amount"],)), key["value"], key["factor"]
     if claim is None:
         return 0.0
     if claim == truth:

@@ -1,0 +1,99 @@
+"""Stage 7: safety context distillation (LLAMA2_SPEC.md s.10).
+
+Adversarial prompts only: generate an answer with a safety preprompt (generic, or the risk
+category's preprompt with its answer template) and one without; keep the preprompted answer only
+where the safety RM scores it above the answer generated without it; fine-tune on the kept answers
+with the preprompt removed.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import random
+from typing import Any
+
+import ray
+import torch
+
+from pipelines.common import (complete, generator_pool, learner_group, load_tokenizer, metrics_logger,
+                              prompt_fits, reward_actor, score_requests, sft_on_dialogs)
+from pipelines.config import Config
+from pipelines.data import read_table, write_table
+from pipelines.rundir import RunDir
+
+log = logging.getLogger(__name__)
+GENERIC_PREPROMPT = "You are a safe and responsible assistant."
+
+
+def preprompt(row: dict, kind: str) -> str:
+    """The generic preprompt, or the category's preprompt with its answer template (paper Table 39)."""
+    if kind == "generic":
+        return GENERIC_PREPROMPT
+    if kind != "template":
+        raise ValueError(f"context_distillation.preprompt must be 'generic' or 'template', got {kind!r}")
+    key = json.loads(row["meta"])["turns"][-1]
+    return (f"{GENERIC_PREPROMPT} The request may be about {row['task']} activity. "
+            f"Refuse it with an answer like: \"{key['canonical']}\"")
+
+
+def with_preprompt(messages: list[dict], text: str) -> list[dict]:
+    if messages[0]["role"] == "system":
+        return [{"role": "system", "content": f"{text} {messages[0]['content']}"}, *messages[1:]]
+    return [{"role": "system", "content": text}, *messages]
+
+
+def safety_scores(rm, rows, comps) -> torch.Tensor:
+    scores = ray.get(rm.score.remote(score_requests(rows, comps)))
+    if "safety" not in scores:
+        raise ValueError("context_distillation needs a scorer that returns a safety score (reward=llama2)")
+    return torch.as_tensor(scores["safety"], dtype=torch.float32)
+
+
+def run(cfg: Config, run: RunDir) -> dict[str, Any]:
+    cc = cfg.context_distillation
+    tok = load_tokenizer(cfg, run)
+    init = run.require(run.checkpoint("gatt"), "gatt")
+    rows = [p for p in read_table(run.require(run.data / "rl_prompts.parquet", "data"), "prompts")
+            if p["split"] == "train" and p["kind"] == "adversarial"]
+    random.Random(cfg.seed).shuffle(rows)
+    plain = []
+    for r in rows:
+        pre = with_preprompt(r["messages"], preprompt(r, cc.preprompt))
+        if prompt_fits(tok, pre, cc.max_prompt_len):
+            plain.append((r, pre))
+        if len(plain) == cc.prompts:
+            break
+    rows = [r for r, _ in plain]
+    metrics = metrics_logger(cfg, run)
+    pool = generator_pool(cfg, init)
+    rm = reward_actor(cfg, run)
+    try:
+        kw = dict(n=1, temperature=cc.temperature, top_p=1.0, max_new_tokens=cc.max_new_tokens,
+                  max_prompt_len=cc.max_prompt_len, seed=cfg.seed)
+        with_pre = complete(pool, tok, [p for _, p in plain], **kw)
+        without = complete(pool, tok, [r["messages"] for r in rows], **kw)
+        s_pre = safety_scores(rm, rows, with_pre)   # scored as answers to the prompt WITHOUT the preprompt
+        s_raw = safety_scores(rm, rows, without)
+    finally:
+        pool.shutdown()
+        ray.kill(rm)
+    keep = (s_pre > s_raw).tolist()
+    train = [(f"{r['id']}-cd", [*r["messages"], {"role": "assistant", "content": g[0].text}])
+             for r, g, k in zip(rows, with_pre, keep) if k]
+    write_table([{"id": i, "messages": m, "source": "context_distillation", "meta": "{}"} for i, m in train],
+                run.data / "context_distillation_train.parquet", "dialogues")
+    stats = {"prompts": len(rows), "kept": len(train), "safety_with_preprompt": float(s_pre.mean()),
+             "safety_without": float(s_raw.mean())}
+    metrics.scalars("context_distillation", stats, 0)
+    if not train:
+        raise ValueError("context_distillation: the safety RM preferred no preprompted answer; nothing to distil")
+    group = learner_group(cfg, "context_distillation", init, cc.optim, cfg.resources.policy)
+    try:
+        stats.update(sft_on_dialogs(group, tok, train, train_on="last", seq_len=cc.seq_len, epochs=cc.epochs,
+                                    batch_size=cc.batch_size, stage="context_distillation", metrics=metrics,
+                                    seed=cfg.seed))
+        group.run("save", str(run.checkpoint("context_distillation")), str(run.tokenizer))
+    finally:
+        group.shutdown()
+        metrics.close()
+    return stats

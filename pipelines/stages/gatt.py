@@ -1,0 +1,94 @@
+"""Stage 6: Ghost Attention (LLAMA2_SPEC.md s.9).
+
+For each seed dialogue with a system instruction (1-2 constraints, half of them terse): sample the
+answer of every turn with the latest policy while the instruction is in force at that turn, then
+build the training dialogue with the instruction kept only in the first turn and the loss zeroed on
+every earlier turn (assistant turns included), and fine-tune on these dialogues.
+
+How the instruction is "in force" at each turn: the paper concatenates it to every user message.
+This project's chat format states instructions as the system prompt (folded into the first user
+turn); so turn t is sampled in the context [system: instruction, user: turn t], which is what the
+model saw at turn 1 during SFT. Tasks of the world are independent across turns, so no history is lost.
+Dialogue lengths are drawn uniformly in 2..max_turns, so the last-turn loss covers every depth.
+"""
+from __future__ import annotations
+
+import logging
+import random
+from typing import Any
+
+from pipelines.common import (complete, generator_pool, learner_group, load_tokenizer, metrics_logger,
+                              sft_on_dialogs)
+from pipelines.config import Config
+from pipelines.data import read_table, write_table
+from pipelines.rundir import RunDir
+
+log = logging.getLogger(__name__)
+
+
+def seeds(rows: list[dict], max_turns: int, n: int, rng: random.Random) -> list[dict]:
+    """(id, instruction, user turns) of dialogues that state a system instruction."""
+    out = []
+    for r in rows:
+        msgs = r["messages"]
+        if msgs[0]["role"] != "system":
+            continue
+        users = [m["content"] for m in msgs if m["role"] == "user"]
+        if len(users) < 2:
+            continue
+        turns = rng.randint(2, min(max_turns, len(users)))
+        out.append({"id": r["id"], "instruction": msgs[0]["content"], "users": users[:turns]})
+    rng.shuffle(out)
+    return out[:n]
+
+
+def sample_answers(pool, tok, dialogs: list[dict], gc, seed: int) -> list[list[str]]:
+    """Every turn answered with the instruction in force (one generation call for all turns)."""
+    flat = [(i, t) for i, d in enumerate(dialogs) for t in range(len(d["users"]))]
+    prompts = [[{"role": "system", "content": dialogs[i]["instruction"]},
+                {"role": "user", "content": dialogs[i]["users"][t]}] for i, t in flat]
+    comps = complete(pool, tok, prompts, n=1, temperature=gc.temperature, top_p=1.0,
+                     max_new_tokens=gc.max_new_tokens, max_prompt_len=gc.max_prompt_len, seed=seed)
+    answers: list[list[str]] = [[] for _ in dialogs]
+    for (i, _), g in zip(flat, comps):
+        answers[i].append(g[0].text)
+    return answers
+
+
+def training_dialogue(d: dict, answers: list[str]) -> list[dict]:
+    """The instruction only in the first turn; the sampled answers at every turn."""
+    msgs = [{"role": "system", "content": d["instruction"]}]
+    for u, a in zip(d["users"], answers):
+        msgs += [{"role": "user", "content": u}, {"role": "assistant", "content": a}]
+    return msgs
+
+
+def run(cfg: Config, run: RunDir) -> dict[str, Any]:
+    gc = cfg.gatt
+    tok = load_tokenizer(cfg, run)
+    init = run.require(run.checkpoint("ppo"), "ppo")
+    rng = random.Random(cfg.seed)
+    rows = read_table(run.require(run.data / "gatt_dialogues.parquet", "data"), "dialogues")
+    dialogs = seeds(rows, gc.max_turns, gc.dialogues, rng)
+    if not dialogs:
+        raise ValueError(f"gatt: {run.data / 'gatt_dialogues.parquet'} has no dialogue with a system instruction "
+                         "and at least 2 user turns")
+    metrics = metrics_logger(cfg, run)
+    pool = generator_pool(cfg, init)
+    try:
+        answers = sample_answers(pool, tok, dialogs, gc, cfg.seed)
+    finally:
+        pool.shutdown()
+    train = [(d["id"], training_dialogue(d, a)) for d, a in zip(dialogs, answers)]
+    write_table([{"id": i, "messages": m, "source": "gatt", "meta": "{}"} for i, m in train],
+                run.data / "gatt_train.parquet", "dialogues")
+    metrics.text("gatt", "sample", "\n".join(f"{m['role']}: {m['content']}" for m in train[0][1]), 0)
+    group = learner_group(cfg, "gatt", init, gc.optim, cfg.resources.policy)
+    try:
+        out = sft_on_dialogs(group, tok, train, train_on="last", seq_len=gc.seq_len, epochs=gc.epochs,
+                             batch_size=gc.batch_size, stage="gatt", metrics=metrics, seed=cfg.seed)
+        group.run("save", str(run.checkpoint("gatt")), str(run.tokenizer))
+    finally:
+        group.shutdown()
+        metrics.close()
+    return {"dialogues": len(train), "turns_mean": sum(len(d["users"]) for d in dialogs) / len(dialogs), **out}

@@ -1,0 +1,82 @@
+"""Sizes and knobs of the world's dataset bundle: the one place their defaults live.
+
+The defaults fit the tiny CPU demo. Two knobs leave room for the later stages to improve on SFT, as
+in the paper: `safety_demo_fraction` keeps safety demonstrations scarce in SFT (the paper's SFT had
+few; safety came from RLHF and context distillation), and `sft_noise` makes a fraction of SFT answers
+imperfect (other phrasing, close-but-wrong values), so RLHF has headroom the oracle can measure.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from pipelines.world.split import DEFAULT_EVAL_FRACTION
+
+COUNT_FIELDS: tuple[str, ...] = (
+    "pretrain_docs", "sft_dialogues", "helpfulness_pairs", "safety_pairs", "rl_prompts",
+    "eval_helpful", "eval_adversarial", "eval_borderline", "eval_dialogues", "gatt_dialogues",
+)
+_FRACTION_FIELDS: tuple[str, ...] = (
+    "sft_constraint_fraction", "sft_borderline_fraction", "safety_demo_fraction", "sft_noise",
+    "annotator_noise", "safety_pair_adversarial_fraction", "rl_adversarial_fraction", "rl_borderline_fraction",
+)
+
+
+@dataclass(frozen=True)
+class BundleConfig:
+    # dataset sizes (rows)
+    pretrain_docs: int = 20_000
+    sft_dialogues: int = 4_000
+    helpfulness_pairs: int = 3_000
+    safety_pairs: int = 1_500
+    rl_prompts: int = 1_500
+    eval_helpful: int = 300  # balanced over the task families
+    eval_adversarial: int = 300  # balanced over the risk categories
+    eval_borderline: int = 300
+    eval_dialogues: int = 60  # multi-turn constraint dialogues, for adherence by turn
+    gatt_dialogues: int = 500
+    # dialogue shapes (user turns); 8 turns fit the tiny model's 512-token context
+    sft_max_turns: int = 3
+    eval_dialogue_turns: int = 8
+    gatt_min_turns: int = 2
+    gatt_max_turns: int = 8
+    # SFT mix and imperfection
+    sft_constraint_fraction: float = 0.2  # dialogues with a system constraint
+    sft_borderline_fraction: float = 0.1  # user turns that are borderline requests
+    safety_demo_fraction: float = 0.03  # user turns that are adversarial (answered with a refusal)
+    sft_noise: float = 0.1  # answers replaced by an imperfect one (format, other words, close value)
+    # preference pairs
+    annotator_noise: float = 0.1  # flip probability scale (pairs.FLIP_WEIGHT per rating level)
+    safety_pair_adversarial_fraction: float = 0.7  # the rest of the safety pairs are borderline
+    # RL prompt mix (the rest is helpful)
+    rl_adversarial_fraction: float = 0.25
+    rl_borderline_fraction: float = 0.15
+    # share of all task instances held out for evaluation (split.py)
+    eval_fraction: float = DEFAULT_EVAL_FRACTION
+
+    def __post_init__(self) -> None:
+        for name in COUNT_FIELDS:
+            if getattr(self, name) < 0:
+                raise ValueError(f"BundleConfig.{name} must be >= 0, got {getattr(self, name)}")
+        for name in _FRACTION_FIELDS:
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"BundleConfig.{name} must be in [0, 1], got {getattr(self, name)}")
+        if not 0.0 < self.eval_fraction < 1.0:
+            raise ValueError(f"BundleConfig.eval_fraction must be in (0, 1), got {self.eval_fraction}")
+        if self.safety_demo_fraction + self.sft_borderline_fraction > 1.0:
+            raise ValueError("BundleConfig: safety_demo_fraction + sft_borderline_fraction must be <= 1")
+        if self.rl_adversarial_fraction + self.rl_borderline_fraction > 1.0:
+            raise ValueError("BundleConfig: rl_adversarial_fraction + rl_borderline_fraction must be <= 1")
+        if not 1 <= self.gatt_min_turns <= self.gatt_max_turns:
+            raise ValueError(f"BundleConfig: need 1 <= gatt_min_turns <= gatt_max_turns, got "
+                             f"{self.gatt_min_turns}, {self.gatt_max_turns}")
+        if self.sft_max_turns < 1 or self.eval_dialogue_turns < 1:
+            raise ValueError("BundleConfig: sft_max_turns and eval_dialogue_turns must be >= 1")
+
+    def scaled(self, factor: float) -> BundleConfig:
+        """The same bundle with every dataset size multiplied by `factor` (at least one row each)."""
+        if factor <= 0:
+            raise ValueError(f"scale factor must be > 0, got {factor}")
+        sizes = {name: max(1, round(getattr(self, name) * factor)) for name in COUNT_FIELDS}
+        return dataclasses.replace(self, **sizes)

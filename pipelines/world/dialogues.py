@@ -1,0 +1,120 @@
+"""Multi-turn dialogues of the world: SFT demonstrations, Ghost Attention seeds, eval constraint dialogues.
+
+A dialogue is an optional system message stating the constraints, then user turns each answered by
+its canonical answer decorated to keep every constraint (constraints.apply_constraints). The row's
+`meta` holds one answer key per user turn and the constraints, so `oracle.judge_dialogue` can replay
+it (LLAMA2_SPEC.md section 9 measures adherence by turn number).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from pipelines.world.config import BundleConfig
+from pipelines.world.constraints import apply_constraints, sample_constraints, system_text
+from pipelines.world.helpful import sample_helpful
+from pipelines.world.ladder import answer_for
+from pipelines.world.safety import sample_adversarial, sample_borderline
+from pipelines.world.split import draw_in_split
+from pipelines.world.tasks import Task
+
+# Imperfect answers for `sft_noise`, per kind: right value in another form, or a close value.
+_NOISY_RUNGS = {
+    "helpful": ("format", "alt", "close"),
+    "borderline": ("format", "alt", "partial"),
+    "adversarial": ("generic_refusal",),
+}
+
+
+def build_messages(tasks: Sequence[Task], answers: Sequence[str], constraints: Sequence[dict]) -> list[dict]:
+    """[system?] user assistant ... with each answer decorated by the constraints."""
+    if len(tasks) != len(answers):
+        raise ValueError(f"build_messages: {len(tasks)} user turns but {len(answers)} answers")
+    messages = [{"role": "system", "content": system_text(constraints)}] if constraints else []
+    for task, answer in zip(tasks, answers):
+        messages.append({"role": "user", "content": task.user})
+        messages.append({"role": "assistant", "content": apply_constraints(answer, constraints)})
+    return messages
+
+
+def draw_turn(rng: random.Random, split: str, eval_fraction: float, adversarial: float, borderline: float) -> Task:
+    """One user turn of `split`: adversarial / borderline with the given probabilities, else helpful."""
+    u = rng.random()
+    if u < adversarial:
+        sampler = sample_adversarial
+    elif u < adversarial + borderline:
+        sampler = sample_borderline
+    else:
+        sampler = sample_helpful
+    return draw_in_split(sampler, rng, split, eval_fraction)
+
+
+def _dialogue_row(row_id: str, source: str, tasks: list[Task], answers: list[str], constraints: list[dict],
+                  extra: dict[str, Any]) -> dict:
+    meta = {"turns": [t.key for t in tasks], "constraints": constraints, **extra}
+    return {"id": row_id, "messages": build_messages(tasks, answers, constraints), "source": source,
+            "meta": json.dumps(meta, sort_keys=True)}
+
+
+def generate_sft(cfg: BundleConfig, rng: random.Random) -> tuple[list[dict], dict]:
+    """SFT demonstrations: 1..sft_max_turns turns (shorter ones likelier), canonical answers, some noisy."""
+    rows, turn_kinds, noisy_total, constrained = [], Counter(), 0, 0
+    lengths = list(range(1, cfg.sft_max_turns + 1))
+    for i in range(cfg.sft_dialogues):
+        n = rng.choices(lengths, weights=[1.0 / n for n in lengths])[0]
+        constraints = sample_constraints(rng) if rng.random() < cfg.sft_constraint_fraction else []
+        tasks = [draw_turn(rng, "train", cfg.eval_fraction, cfg.safety_demo_fraction, cfg.sft_borderline_fraction)
+                 for _ in range(n)]
+        answers, noisy = [], []
+        for t, task in enumerate(tasks, start=1):
+            turn_kinds[task.task] += 1
+            if rng.random() < cfg.sft_noise:
+                answers.append(answer_for(task, rng.choice(_NOISY_RUNGS[task.kind]), rng))
+                noisy.append(t)
+            else:
+                answers.append(task.canonical)
+        noisy_total += len(noisy)
+        constrained += bool(constraints)
+        rows.append(_dialogue_row(f"sft-{i:06d}", "world_sft", tasks, answers, constraints, {"noisy_turns": noisy}))
+    stats = {"rows": len(rows), "turns": dict(sorted(turn_kinds.items())), "noisy_answers": noisy_total,
+             "with_constraints": constrained}
+    return rows, stats
+
+
+def generate_gatt(cfg: BundleConfig, rng: random.Random) -> tuple[list[dict], dict]:
+    """Ghost Attention seeds: gatt_min..gatt_max helpful/borderline turns under 1-2 constraints.
+
+    meta["instruction"] is the system text; the GAtt stage appends it to every user turn, samples
+    answers with the latest model, then keeps it in the first turn only (LLAMA2_SPEC.md section 9).
+    The assistant turns here are the canonical compliant answers (usable directly, or as a reference).
+    """
+    rows, kinds = [], Counter()
+    for i in range(cfg.gatt_dialogues):
+        n = rng.randint(cfg.gatt_min_turns, cfg.gatt_max_turns)
+        constraints = sample_constraints(rng)
+        tasks = [draw_turn(rng, "train", cfg.eval_fraction, 0.0, cfg.sft_borderline_fraction) for _ in range(n)]
+        kinds.update(c["kind"] for c in constraints)
+        rows.append(_dialogue_row(f"gatt-{i:06d}", "world_gatt", tasks, [t.canonical for t in tasks], constraints,
+                                  {"instruction": system_text(constraints)}))
+    return rows, {"rows": len(rows), "constraint_kinds": dict(sorted(kinds.items()))}
+
+
+def generate_eval_dialogues(cfg: BundleConfig, rng: random.Random) -> tuple[list[dict], dict]:
+    """Held-out constraint dialogues of eval_dialogue_turns user turns (eval-split instances only).
+
+    Stored as dialogue rows with the canonical compliant answers; an evaluator replays the user turns
+    (its own answers in context) and judges each with `oracle.judge_dialogue`.
+    """
+    rows, kinds = [], Counter()
+    for i in range(cfg.eval_dialogues):
+        constraints = sample_constraints(rng)
+        tasks = [draw_turn(rng, "eval", cfg.eval_fraction, 0.0, cfg.sft_borderline_fraction)
+                 for _ in range(cfg.eval_dialogue_turns)]
+        kinds.update(c["kind"] for c in constraints)
+        rows.append(_dialogue_row(f"evaldlg-{i:06d}", "world_eval_dialogue", tasks, [t.canonical for t in tasks],
+                                  constraints, {"split": "eval"}))
+    return rows, {"rows": len(rows), "constraint_kinds": dict(sorted(kinds.items()))}
