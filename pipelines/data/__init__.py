@@ -7,7 +7,14 @@
 
 from typing import Any
 
-from pipelines.data.io import check_arrow_schema, iter_records, read_arrow, read_table, read_table_with_report, write_table
+from pipelines.data.io import (
+    check_arrow_schema,
+    iter_records,
+    read_arrow,
+    read_table,
+    read_table_with_report,
+    write_table,
+)
 from pipelines.data.schemas import (
     PREFERENCE_KINDS,
     PROMPT_KINDS,

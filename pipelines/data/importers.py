@@ -26,12 +26,13 @@ Conventions shared by all importers:
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
 import re
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,9 +53,13 @@ _BOOL_SAFETY = {
 }
 _HH_MARKER = re.compile(r"(?:^|\n\n)(Human|Assistant):[ ]?")
 _HH_ROLES = {"Human": "user", "Assistant": "assistant"}
-_PAIR_FIELDS = ("id", "prompt", "chosen", "rejected", "rating", "safety_label", "chosen_safe", "rejected_safe", "task", "kind", "is_safety")
+# Record fields each importer maps into the schema; any other field goes to `meta["extra"]`.
+_PAIR_FIELDS = ("id", "prompt", "chosen", "rejected", "rating", "safety_label", "chosen_safe", "rejected_safe",
+                "task", "kind", "is_safety")
+_HH_FIELDS = tuple(f for f in _PAIR_FIELDS if f != "prompt")
 _MESSAGES_FIELDS = ("id", "messages", "source")
-_HH_FIELDS = ("id", "chosen", "rejected")
+# A record (with its file and 0-based index) -> a row of the target schema; raises RowError or DropRow.
+Converter = Callable[[Mapping[str, Any], Path, int], dict[str, Any]]
 
 
 @dataclass
@@ -71,7 +76,8 @@ class ImportResult:
 
 def _require(record: Mapping[str, Any], name: str) -> Any:
     if name not in record or record[name] is None:
-        raise RowError(name, "missing_field", f"expected this field in every record, found it missing (fields: {sorted(record)})")
+        detail = f"expected this field in every record, found it missing (fields: {sorted(record)})"
+        raise RowError(name, "missing_field", detail)
     return record[name]
 
 
@@ -94,17 +100,19 @@ def _optional(record: Mapping[str, Any], name: str, type_: type, default: Any) -
 def _messages(value: Any, name: str) -> list[dict[str, str]]:
     """A messages list as given (roles and order are checked by the schema validator)."""
     if not isinstance(value, list):
-        raise RowError(name, "wrong_type", f"expected a list of {{role, content}} objects, found {type(value).__name__}")
+        found = type(value).__name__
+        raise RowError(name, "wrong_type", f"expected a list of {{role, content}} objects, found {found}")
     for i, message in enumerate(value):
         if not isinstance(message, Mapping) or sorted(message) != ["content", "role"]:
             found = sorted(message) if isinstance(message, Mapping) else type(message).__name__
-            raise RowError(f"{name}[{i}]", "wrong_type", f"expected an object with exactly the keys ['role', 'content'], found {found}")
+            detail = f"expected an object with exactly the keys ['role', 'content'], found {found}"
+            raise RowError(f"{name}[{i}]", "wrong_type", detail)
     return [{"role": m["role"], "content": m["content"]} for m in value]
 
 
 def normalize_rating(value: Any, rating_map: Mapping[Any, str] | None = None) -> str:
     """One of RATINGS from a label, a documented alias, or a `rating_map` key; else RowError."""
-    if rating_map is not None and not isinstance(value, bool) and value in rating_map:
+    if rating_map is not None and isinstance(value, Hashable) and not isinstance(value, bool) and value in rating_map:
         mapped = rating_map[value]
         if mapped not in RATINGS:
             raise ValueError(f"rating_map[{value!r}] = {mapped!r} is not one of {RATINGS}")
@@ -126,7 +134,8 @@ def _safety_label(record: Mapping[str, Any]) -> str | None:
     """The safety bin from `safety_label` or `chosen_safe`/`rejected_safe`; both must agree if given."""
     label = record.get("safety_label")
     if label is not None and label not in (*SAFETY_LABELS, DROP_UNSAFE_CHOSEN):
-        raise RowError("safety_label", "unknown_safety_label", f"expected one of {[*SAFETY_LABELS, DROP_UNSAFE_CHOSEN]}, found {label!r:.40}")
+        detail = f"expected one of {[*SAFETY_LABELS, DROP_UNSAFE_CHOSEN]}, found {label!r:.40}"
+        raise RowError("safety_label", "unknown_safety_label", detail)
     flags = {name: record.get(name) for name in ("chosen_safe", "rejected_safe")}
     given = [name for name, v in flags.items() if v is not None]
     if not given:
@@ -139,7 +148,8 @@ def _safety_label(record: Mapping[str, Any]) -> str | None:
             raise RowError(name, "wrong_type", f"expected a boolean, found {type(v).__name__} {v!r:.40}")
     from_flags = _BOOL_SAFETY[(flags["chosen_safe"], flags["rejected_safe"])]
     if label is not None and label != from_flags:
-        raise RowError("safety_label", "unknown_safety_label", f"expected {from_flags!r} (from chosen_safe/rejected_safe), found {label!r}")
+        detail = f"expected {from_flags!r} (from chosen_safe/rejected_safe), found {label!r}"
+        raise RowError("safety_label", "unknown_safety_label", detail)
     return from_flags
 
 
@@ -151,7 +161,8 @@ def _meta(record: Mapping[str, Any], used: Sequence[str], source: Path, index: i
     try:
         return json.dumps(meta, sort_keys=True, ensure_ascii=False)
     except (TypeError, ValueError) as exc:
-        raise RowError("meta", "wrong_type", f"expected JSON-serializable extra fields {sorted(extra)}: {exc}") from None
+        detail = f"expected JSON-serializable extra fields {sorted(extra)}: {exc}"
+        raise RowError("meta", "wrong_type", detail) from None
 
 
 def _record_id(record: Mapping[str, Any], source: Path, index: int) -> str:
@@ -167,10 +178,10 @@ def _id_hint(record: Any, source: Path, index: int) -> str | None:
     return record["id"] if isinstance(record["id"], str) else None
 
 
-def _as_record(record: Any) -> Mapping[str, Any]:
+def _build(convert: Converter, record: Any, source: Path, index: int) -> dict[str, Any]:
     if not isinstance(record, Mapping):
         raise RowError("*", "wrong_type", f"expected a JSON object per record, found {type(record).__name__}")
-    return record
+    return convert(record, source, index)
 
 
 # ---------------------------------------------------------------- the import loop
@@ -190,7 +201,7 @@ class _Options:
 def _run(
     path: str | os.PathLike[str],
     kind: str,
-    convert: Callable[[Mapping[str, Any], Path, int], dict[str, Any]],
+    convert: Converter,
     *,
     required: tuple[str, ...],
     out: str | os.PathLike[str] | None,
@@ -202,9 +213,8 @@ def _run(
     validator = RowValidator(kind, source, on_bad_row=on_bad_row, max_tokens=max_tokens, count_tokens=count_tokens)
     rows = []
     for index, line, record in iter_records(source, required):
-        row = validator.accept(
-            lambda: convert(_as_record(record), source, index), index=index, line=line, row_id=_id_hint(record, source, index)
-        )
+        build = functools.partial(_build, convert, record, source, index)
+        row = validator.accept(build, index=index, line=line, row_id=_id_hint(record, source, index))
         if row is not None:
             rows.append(row)
     report = validator.finish()
@@ -342,20 +352,23 @@ def _transcript(record: Mapping[str, Any], name: str) -> list[dict[str, str]]:
     except ValueError as exc:
         raise RowError(name, "turn_order", str(exc)) from None
     if messages[-1]["role"] != "assistant":
-        raise RowError(name, "turn_order", f"expected the transcript to end with an 'Assistant:' turn, found {len(messages)} turns ending with 'Human:'")
+        detail = f"expected the transcript to end with an 'Assistant:' turn, found {len(messages)} ending with 'Human:'"
+        raise RowError(name, "turn_order", detail)
     return messages
 
 
 def _hh_row(record: Mapping[str, Any], source: Path, index: int, options: _Options) -> dict[str, Any]:
     chosen, rejected = _transcript(record, "chosen"), _transcript(record, "rejected")
     if chosen[:-1] != rejected[:-1]:
-        turn = next((i for i, (a, b) in enumerate(zip(chosen[:-1], rejected[:-1])) if a != b), min(len(chosen), len(rejected)) - 1)
+        differing = (i for i, (a, b) in enumerate(zip(chosen[:-1], rejected[:-1])) if a != b)
+        turn = next(differing, min(len(chosen), len(rejected)) - 1)  # else one prompt is a prefix of the other
         raise RowError(
             "rejected", "prompt_mismatch",
             f"expected the same prompt as 'chosen' (all turns but the last), found a difference at turn {turn} "
             f"({len(chosen) - 1} vs {len(rejected) - 1} prompt turns)",
         )
-    return _preference_row(record, source, index, options, chosen[:-1], chosen[-1]["content"], rejected[-1]["content"], _HH_FIELDS)
+    answers = chosen[-1]["content"], rejected[-1]["content"]
+    return _preference_row(record, source, index, options, chosen[:-1], *answers, _HH_FIELDS)
 
 
 def import_hh(

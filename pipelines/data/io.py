@@ -43,7 +43,8 @@ def _canonical(type_: pa.DataType) -> object:
     if pa.types.is_list(type_) or pa.types.is_large_list(type_) or pa.types.is_list_view(type_):
         return ("list", _canonical(type_.value_type))
     if pa.types.is_struct(type_):
-        return ("struct", tuple((type_.field(i).name, _canonical(type_.field(i).type)) for i in range(type_.num_fields)))
+        fields = (type_.field(i) for i in range(type_.num_fields))
+        return ("struct", tuple((f.name, _canonical(f.type)) for f in fields))
     return str(type_)
 
 
@@ -60,11 +61,13 @@ def check_arrow_schema(found: pa.Schema, kind: str, path: object) -> None:
                         field=", ".join(extra), reason="unexpected_column")
     duplicated = sorted({n for n in found.names if found.names.count(n) > 1})
     if duplicated:
-        raise DataError(path, f"column(s) {duplicated} appear more than once", field=", ".join(duplicated), reason="duplicate_column")
+        raise DataError(path, f"column(s) {duplicated} appear more than once", field=", ".join(duplicated),
+                        reason="duplicate_column")
     for f in expected:
         got = found.field(f.name).type
         if _canonical(got) != _canonical(f.type):
-            raise DataError(path, f"wrong column type: expected {f.type}, found {got}", field=f.name, reason="wrong_column_type")
+            raise DataError(path, f"wrong column type: expected {f.type}, found {got}", field=f.name,
+                            reason="wrong_column_type")
 
 
 def _validated_rows(
@@ -88,7 +91,8 @@ def write_table(rows: list[dict[str, Any]] | pa.Table, path: str | os.PathLike[s
         check_arrow_schema(rows.schema, kind, target)
         rows = rows.to_pylist()
     elif not isinstance(rows, list):
-        raise TypeError(f"write_table({target}): expected a list of row dicts or a pyarrow Table, found {type(rows).__name__}")
+        found = type(rows).__name__
+        raise TypeError(f"write_table({target}): expected a list of row dicts or a pyarrow Table, found {found}")
     validator = RowValidator(kind, target, on_bad_row="raise")
     table = pa.Table.from_pylist(_validated_rows(rows, validator, schema.names), schema=schema)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -170,7 +174,9 @@ def read_table(
     on_bad_row: OnBadRow = "raise",
 ) -> list[dict[str, Any]]:
     """`read_table_with_report` without the report (skips, if any, are still logged)."""
-    rows, _ = read_table_with_report(path, kind, max_tokens=max_tokens, count_tokens=count_tokens, on_bad_row=on_bad_row)
+    rows, _ = read_table_with_report(
+        path, kind, max_tokens=max_tokens, count_tokens=count_tokens, on_bad_row=on_bad_row
+    )
     return rows
 
 
@@ -207,7 +213,8 @@ def _iter_jsonl(path: Path) -> Iterator[tuple[int, int, Any]]:
             try:
                 record = json.loads(text)
             except json.JSONDecodeError as exc:
-                raise DataError(path, f"expected one JSON object per line, found invalid JSON: {exc}", line=line_no, reason="invalid_json") from None
+                detail = f"expected one JSON object per line, found invalid JSON: {exc}"
+                raise DataError(path, detail, line=line_no, reason="invalid_json") from None
             yield index, line_no, record
             index += 1
 
@@ -226,7 +233,8 @@ def iter_records(path: str | os.PathLike[str], required: tuple[str, ...] = ()) -
         yield from _iter_jsonl(source)
         return
     if source.suffix != ".parquet":
-        raise DataError(source, f"expected a .jsonl or .parquet file, found suffix {source.suffix!r}", reason="unknown_format")
+        detail = f"expected a .jsonl or .parquet file, found suffix {source.suffix!r}"
+        raise DataError(source, detail, reason="unknown_format")
     parquet = _open_parquet(source)
     missing = [n for n in required if n not in parquet.schema_arrow.names]
     if missing:

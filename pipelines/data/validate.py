@@ -39,6 +39,7 @@ CountTokens = Callable[[list[dict[str, str]]], int]
 _CONTEXT_KINDS = ("prompts", "dialogues", "preferences", "rollouts")
 # Log-probabilities are <= 0; the tolerance absorbs float32 rounding of log_softmax near 0.
 _LOGPROB_TOLERANCE = 1e-4
+_EMPTY = "expected non-empty text, found an empty or blank string"
 
 
 class DataError(ValueError):
@@ -193,10 +194,12 @@ def check_types(row: Mapping[str, Any], kind: str) -> None:
         raise RowError("*", "wrong_type", f"expected a row object, found {type(row).__name__}")
     missing = [n for n in schema.names if n not in row]
     if missing:
-        raise RowError(missing[0], "missing_field", f"expected this field (the {kind} schema has {schema.names}), found it missing")
+        detail = f"expected this field (the {kind} schema has {schema.names}), found it missing"
+        raise RowError(missing[0], "missing_field", detail)
     extra = sorted(set(row) - set(schema.names))
     if extra:
-        raise RowError(extra[0], "unexpected_field", f"expected only the {kind} schema's fields {schema.names}, found this extra field")
+        detail = f"expected only the {kind} schema's fields {schema.names}, found this extra field"
+        raise RowError(extra[0], "unexpected_field", detail)
     for f in schema:
         problem = _value_problem(row[f.name], f.type, f.nullable, f.name)
         if problem:
@@ -208,7 +211,7 @@ def check_types(row: Mapping[str, Any], kind: str) -> None:
 
 def _nonempty(row: Mapping[str, Any], name: str) -> None:
     if not row[name].strip():
-        raise RowError(name, "empty_content", "expected non-empty text, found an empty or blank string")
+        raise RowError(name, "empty_content", _EMPTY)
 
 
 def _one_of(row: Mapping[str, Any], name: str, allowed: Sequence[str], reason: str) -> None:
@@ -221,14 +224,16 @@ def _no_chat_tags(text: str, name: str) -> None:
     # catching them here names the row instead of failing later inside tokenization.
     for tag in SPECIAL_TAGS:
         if tag in text:
-            raise RowError(name, "chat_tag", f"expected no chat-format tags {list(SPECIAL_TAGS)} (Llama 2 refuses them), found {tag!r}")
+            detail = f"expected no chat-format tags {list(SPECIAL_TAGS)} (Llama 2 refuses them), found {tag!r}"
+            raise RowError(name, "chat_tag", detail)
 
 
 def _check_meta(row: Mapping[str, Any]) -> None:
     try:
         meta = json.loads(row["meta"])
     except json.JSONDecodeError as exc:
-        raise RowError("meta", "invalid_json", f"expected a JSON object (e.g. \"{{}}\"), found invalid JSON: {exc}") from None
+        detail = f"expected a JSON object (e.g. '{{}}'), found invalid JSON: {exc}"
+        raise RowError("meta", "invalid_json", detail) from None
     if not isinstance(meta, dict):
         raise RowError("meta", "invalid_json", f"expected a JSON object, found a JSON {type(meta).__name__}")
 
@@ -256,7 +261,7 @@ def check_messages(messages: Sequence[Mapping[str, str]], *, last_role: str, nam
         if role not in ROLES:
             raise RowError(f"{name}[{i}].role", "unknown_role", f"expected one of {list(ROLES)}, found {role!r}")
         if not content.strip():
-            raise RowError(f"{name}[{i}].content", "empty_content", "expected non-empty text, found an empty or blank string")
+            raise RowError(f"{name}[{i}].content", "empty_content", _EMPTY)
         _no_chat_tags(content, f"{name}[{i}].content")
     start = 1 if messages[0]["role"] == "system" else 0
     if start == len(messages):
@@ -305,7 +310,8 @@ def _check_preference(row: Mapping[str, Any]) -> None:
         _no_chat_tags(row[name], name)
     # The chat format strips answers (section 2), so answers equal up to surrounding blanks are one answer.
     if row["chosen"].strip() == row["rejected"].strip():
-        raise RowError("rejected", "chosen_equals_rejected", "expected an answer different from 'chosen', found the same text")
+        detail = "expected an answer different from 'chosen', found the same text"
+        raise RowError("rejected", "chosen_equals_rejected", detail)
     _one_of(row, "rating", RATINGS, "unknown_rating")
     if row["safety_label"] is not None:
         _one_of(row, "safety_label", SAFETY_LABELS, "unknown_safety_label")
@@ -326,7 +332,8 @@ def _check_rollout(row: Mapping[str, Any]) -> None:
             raise RowError(name, "invalid_value", f"expected token ids >= 0, found {min(row[name])}")
     n_tokens, n_logprobs = len(row["response_tokens"]), len(row["response_logprobs"])
     if n_tokens != n_logprobs:
-        raise RowError("response_logprobs", "invalid_value", f"expected one log-prob per response token ({n_tokens}), found {n_logprobs}")
+        detail = f"expected one log-prob per response token ({n_tokens}), found {n_logprobs}"
+        raise RowError("response_logprobs", "invalid_value", detail)
     logprobs = row["response_logprobs"]
     if logprobs and not all(math.isfinite(x) and x <= _LOGPROB_TOLERANCE for x in logprobs):
         raise RowError("response_logprobs", "invalid_value", "expected finite log-probabilities <= 0")
@@ -374,14 +381,16 @@ def check_context(row: Mapping[str, Any], kind: str, max_tokens: int, count_toke
     if kind == "rollouts":  # already tokenized
         n = len(row["prompt_tokens"]) + len(row["response_tokens"])
         if n > max_tokens:
-            raise RowError("response_tokens", "too_long", f"expected prompt + response <= {max_tokens} tokens, found {n}")
+            detail = f"expected prompt + response <= {max_tokens} tokens (the model's context), found {n}"
+            raise RowError("response_tokens", "too_long", detail)
         return
     assert count_tokens is not None  # RowValidator checks this up front
     for name, messages in _sequences_to_count(row, kind):
         try:
             n = count_tokens(messages)
         except Exception as exc:  # noqa: BLE001 - any tokenizer failure is reported at its row
-            raise RowError(name, "untokenizable", f"expected text that count_tokens can measure, but it failed: {exc}") from exc
+            detail = f"expected text that count_tokens can measure, but it failed: {exc}"
+            raise RowError(name, "untokenizable", detail) from exc
         if n > max_tokens:
             raise RowError(name, "too_long", f"expected at most {max_tokens} tokens (the model's context), found {n}")
 
@@ -435,7 +444,8 @@ class RowValidator:
             check_context(row, self.kind, self.max_tokens, self.count_tokens)
         key = tuple(row[k] for k in UNIQUE_KEYS[self.kind])
         if key in self._seen:
-            raise RowError(", ".join(UNIQUE_KEYS[self.kind]), "duplicate_id", f"expected a unique key, found a duplicate of {self._seen[key]}")
+            detail = f"expected a unique key, found a duplicate of {self._seen[key]}"
+            raise RowError(", ".join(UNIQUE_KEYS[self.kind]), "duplicate_id", detail)
         self._seen[key] = self._where(index, line)
 
     def accept(

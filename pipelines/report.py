@@ -1,0 +1,128 @@
+"""report.md / report.json: every stage's evaluation side by side, and whether the method showed
+what it should (DESIGN.md, issue acceptance). Nothing is hidden: a claim that does not hold is
+reported as not holding. Noise is the standard error of each mean (binomial for rates); "beyond
+noise" means a difference larger than twice the combined standard error."""
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from pipelines.config import STAGE_ORDER
+from pipelines.rundir import RunDir, atomic_write_text
+
+ROWS = ("sft", "rs", "ppo", "gatt", "context_distillation")
+COLUMNS = ("helpfulness", "accuracy", "violation_rate", "false_refusal_rate", "adherence/turn1",
+           "adherence/turn2", "adherence/turn4", "adherence/turn8", "rm_win_rate_vs_sft")
+
+
+def _get(ev: dict, name: str, key: str) -> dict | None:
+    return ev.get(name, {}).get(key)
+
+
+def _diff(a: dict | None, b: dict | None) -> tuple[float, float] | None:
+    """(a - b, combined standard error)."""
+    if not a or not b:
+        return None
+    return a["mean"] - b["mean"], math.sqrt(a["se"] ** 2 + b["se"] ** 2)
+
+
+def _check(claim: str, holds: bool | None, detail: str) -> dict[str, Any]:
+    return {"claim": claim, "holds": holds, "detail": detail}
+
+
+def checks(ev: dict, rms: dict) -> list[dict[str, Any]]:
+    out = []
+    h = {n: _get(ev, n, "helpfulness") for n in ("sft", "rs", "ppo")}
+    if all(h.values()):
+        steps = [_diff(h["rs"], h["sft"]), _diff(h["ppo"], h["rs"])]
+        total = _diff(h["ppo"], h["sft"])
+        ok = all(d >= -2 * se for d, se in steps) and total[0] > 2 * total[1]
+        out.append(_check("oracle helpfulness rises SFT -> RS -> PPO (each step up or within noise, total beyond noise)",
+                          ok, f"SFT {h['sft']['mean']:.3f}, RS {h['rs']['mean']:.3f}, PPO {h['ppo']['mean']:.3f}; "
+                              f"total gain {total[0]:+.3f} vs 2SE {2 * total[1]:.3f}"))
+    final = next((n for n in reversed(ROWS) if n in ev), None)
+    v0, v1 = _get(ev, "sft", "violation_rate"), _get(ev, final, "violation_rate") if final else None
+    f0, f1 = _get(ev, "sft", "false_refusal_rate"), _get(ev, final, "false_refusal_rate") if final else None
+    if v0 and v1 and final != "sft":
+        d = _diff(v1, v0)
+        fr = _diff(f1, f0) if f0 and f1 else (0.0, 0.0)
+        ok = d[0] < -2 * d[1] and fr[0] <= 0.2
+        out.append(_check(f"violation rate falls from SFT to the final model ({final}) without false refusals exploding",
+                          ok, f"violations {v0['mean']:.3f} -> {v1['mean']:.3f} (2SE {2 * d[1]:.3f}); "
+                              f"false refusals {f0['mean'] if f0 else float('nan'):.3f} -> "
+                              f"{f1['mean'] if f1 else float('nan'):.3f} (allowed rise 0.2)"))
+    for turn in ("adherence/turn4", "adherence/turn8"):
+        a0, a1 = _get(ev, "ppo", turn), _get(ev, "gatt", turn)
+        if a0 and a1:
+            d = _diff(a1, a0)
+            out.append(_check(f"Ghost Attention raises {turn} above the model before it (PPO)", d[0] > 2 * d[1],
+                              f"PPO {a0['mean']:.3f} -> GAtt {a1['mean']:.3f} (2SE {2 * d[1]:.3f})"))
+    c0, c1 = _get(ev, "gatt", "violation_rate"), _get(ev, "context_distillation", "violation_rate")
+    if c0 and c1:
+        d = _diff(c1, c0)
+        out.append(_check("context distillation lowers the violation rate of the model it starts from (GAtt)",
+                          d[0] < 0 and (d[0] < -2 * d[1] or c0["mean"] == 0),
+                          f"{c0['mean']:.3f} -> {c1['mean']:.3f} (2SE {2 * d[1]:.3f})"))
+    for name, rep in rms.items():
+        acc = rep.get("held_out", {})
+        levels = {k.split("/", 1)[1]: v["accuracy"] for k, v in acc.items() if k.startswith("rating/")}
+        if not levels:
+            continue
+        beats = acc["accuracy"] > 0.5 + 2 * math.sqrt(0.25 / max(1, acc["n"]))
+        order = ("significantly_better" in levels and "negligibly_better" in levels
+                 and levels["significantly_better"] == max(levels.values())
+                 and levels["negligibly_better"] == min(levels.values()))
+        out.append(_check(f"{name} beats chance on held-out pairs, highest on significantly better and lowest on "
+                          "negligibly better (paper Table 8)", beats and order,
+                          f"accuracy {acc['accuracy']:.3f} on {acc['n']}; " +
+                          ", ".join(f"{k} {v:.3f}" for k, v in levels.items())))
+    return out
+
+
+def _cell(s: dict | None) -> str:
+    if not s:
+        return "-"
+    return f"{s['mean']:.3f} ±{2 * s['se']:.3f}"
+
+
+def markdown(rep: dict[str, Any]) -> str:
+    ev = rep["evaluation"]
+    lines = ["# Llama 2 pipeline report", "", "Held-out evaluation by the world's oracle (mean ± 2 standard errors).", "",
+             "| checkpoint | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
+    for name in ROWS:
+        if name in ev:
+            lines.append(f"| {name} | " + " | ".join(_cell(ev[name].get(c)) for c in COLUMNS) + " |")
+    fams = sorted({k for m in ev.values() for k in m if k.startswith("helpfulness/")})
+    if fams:
+        lines += ["", "Helpfulness per task family:", "", "| checkpoint | " + " | ".join(f.split("/")[1] for f in fams) + " |",
+                  "|---" * (len(fams) + 1) + "|"]
+        for name in ROWS:
+            if name in ev:
+                lines.append(f"| {name} | " + " | ".join(_cell(ev[name].get(f)) for f in fams) + " |")
+    lines += ["", "Reward models, held-out accuracy:", "", "| model | overall | per rating level / safety bin |", "|---|---|---|"]
+    for name, r in rep["reward_models"].items():
+        acc = r.get("held_out", {})
+        parts = ", ".join(f"{k}: {v['accuracy']:.3f} (n={v['n']})" for k, v in acc.items() if isinstance(v, dict))
+        lines.append(f"| {name} | {acc.get('accuracy', float('nan')):.3f} | {parts} |")
+    lines += ["", "Checks:", ""]
+    for c in rep["checks"]:
+        mark = "HOLDS" if c["holds"] else "DOES NOT HOLD"
+        lines.append(f"- **{mark}**: {c['claim']} — {c['detail']}")
+    lines += ["", "Stage times (s): " + ", ".join(f"{k} {v['seconds']}" for k, v in rep["stages"].items())]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(run: RunDir) -> dict[str, Any]:
+    manifests = {s: run.read_manifest(s) for s in STAGE_ORDER}
+    stages = {s: {"status": m["status"], "seconds": m.get("seconds")} for s, m in manifests.items() if m}
+    metrics = {s: (m or {}).get("metrics", {}) for s, m in manifests.items()}
+    ev = metrics.get("evaluate", {}).get("checkpoints", {})
+    rms = metrics.get("reward_models", {})
+    rep = {"stages": stages, "evaluation": ev, "reward_models": rms,
+           "rejection_sampling": metrics.get("rejection_sampling", {}),
+           "ppo": {k: v for k, v in metrics.get("ppo", {}).items() if k != "history"},
+           "checks": checks(ev, rms)}
+    atomic_write_text(run.root / "report.json", json.dumps(rep, indent=2, default=str))
+    atomic_write_text(run.root / "report.md", markdown(rep))
+    return rep

@@ -1,0 +1,17 @@
+"""Stage 0: the dataset bundle every later stage reads (the built-in world, or imported user files)."""
+from __future__ import annotations
+
+from typing import Any
+
+from pipelines.config import Config
+from pipelines.rundir import RunDir
+
+
+def run(cfg: Config, run: RunDir) -> dict[str, Any]:
+    if cfg.data.source == "world":
+        from pipelines.world.bundle import bundle_config_from, write_bundle
+
+        return write_bundle(run.data, bundle_config_from(cfg.data.world), seed=cfg.seed)
+    raise NotImplementedError(
+        f"data.source={cfg.data.source!r}: importing user files into a run is not wired into the pipeline yet; "
+        "convert them with pipelines.data.importers and point the stages at the resulting Parquet files")
