@@ -62,7 +62,10 @@ class GeneratorConfig:
     num_cpus: float = 0.5
     num_gpus: float = 0.0
     max_model_len: int = 512
-    gpu_memory_utilization: float = 0.05  # on CPU: fraction of host RAM for the KV cache
+    gpu_memory_utilization: float = 0.05  # GPU: fraction of device memory; unused when kv_cache_bytes > 0
+    # KV-cache size in bytes (vLLM `kv_cache_memory_bytes`). On CPU vLLM subtracts the process's RSS
+    # from utilisation * node memory, so a fraction fails inside large processes: set bytes instead.
+    kv_cache_bytes: int = 64 * 1024 * 1024
     enforce_eager: bool = True
     dtype: str = "float32"
     seed: int = 0

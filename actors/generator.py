@@ -42,10 +42,11 @@ def _checkpoint_shapes(model_path: str) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def _check_prompts(prompts: list[list[int]], vocab: int, max_model_len: int) -> None:
+def _check_prompts(prompts: list[list[int]], vocab: int, max_model_len: int, offset: int) -> None:
+    """Errors name the prompt's index in the caller's list (offset = where this engine's shard starts)."""
     if not isinstance(prompts, list):
         raise ValueError(f"generate: expected a list of token-id lists, got {type(prompts).__name__}")
-    for i, p in enumerate(prompts):
+    for i, p in enumerate(prompts, start=offset):
         if not isinstance(p, list) or not p:
             raise ValueError(f"generate: prompt {i} must be a non-empty list of token ids, got {p!r:.80}")
         if len(p) >= max_model_len:
@@ -85,7 +86,9 @@ class Generator:
         with a seed, sampled with seed + (index_offset + i) * n: results do not depend on the sharding."""
         from vllm import SamplingParams, TokensPrompt
 
-        _check_prompts(prompt_token_ids, self.vocab, self.cfg.max_model_len)
+        _check_prompts(prompt_token_ids, self.vocab, self.cfg.max_model_len, index_offset)
+        if sampling.temperature == 0 and sampling.n != 1:
+            raise ValueError(f"generate: temperature 0 (greedy) with n={sampling.n}; greedy samples are identical, use n=1")
         params = [
             SamplingParams(
                 n=sampling.n, temperature=sampling.temperature, top_p=sampling.top_p,

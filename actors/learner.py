@@ -143,15 +143,17 @@ class Learner:
         t0 = time.perf_counter()
         micro = batch.to(self.device).micro_batches(self.cfg.micro_batch_size)
         n_global = self._global_units(micro)
+        # DDP averages gradients over ranks, so each rank's share is scaled back up by the world size.
+        scale = (self.ctx.world_size if dist.is_initialized() else 1) / n_global
         self.model.train()
         results = []
         for i, mb in enumerate(micro):
             # DDP all-reduces gradients only in the last backward; earlier ones just accumulate.
             sync = i == len(micro) - 1 or not isinstance(self.model, DistributedDataParallel)
-            with contextlib.nullcontext() if sync else self.model.no_sync(), self._autocast():
-                res = objective(self.model, mb)
-                weight = res.count * self.ctx.world_size / n_global if dist.is_initialized() else res.count / n_global
-                (res.loss * weight).backward()
+            with contextlib.nullcontext() if sync else self.model.no_sync():
+                with self._autocast():  # forward only: autocast does not belong around backward
+                    res = objective(self.model, mb)
+                (res.loss * (res.count * scale)).backward()
             results.append(res)
         stats = self._reduce_stats(results, n_global)
         stats |= self._optimizer_step()

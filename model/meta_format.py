@@ -14,6 +14,7 @@ import logging
 import os
 import pickle
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +107,11 @@ def _merge_shards(shards: list[dict[str, torch.Tensor]], paths: list[Path]) -> d
     merged = {}
     for name in names:
         parts = [s[name] for s in shards]
+        for part, path in zip(parts[1:], paths[1:]):
+            if part.shape != parts[0].shape:
+                raise CheckpointError(
+                    f"tensor {name!r} has shape {tuple(part.shape)} in {path} but {tuple(parts[0].shape)} in {paths[0]}"
+                )
         dim = _split_dim(name)
         if dim is None:
             for part, path in zip(parts[1:], paths[1:]):
@@ -133,6 +139,8 @@ def load_meta_checkpoint(path: str | os.PathLike[str], dtype: torch.dtype = torc
         params = json.loads(params_path.read_text())
     except json.JSONDecodeError as e:
         raise CheckpointError(f"{params_path} is not valid JSON: {e}") from e
+    if not isinstance(params, dict):
+        raise CheckpointError(f"{params_path} must hold a JSON object, got {type(params).__name__}")
     paths = _shard_paths(root)
     shards = [_load_shard(p) for p in paths]
     for shard, p in zip(shards, paths):
@@ -151,16 +159,20 @@ def load_meta_checkpoint(path: str | os.PathLike[str], dtype: torch.dtype = torc
     return model
 
 
-def _rope_convert(sd: dict[str, torch.Tensor], args: ModelArgs, convert, where: str) -> dict[str, torch.Tensor]:
+def _rope_convert(
+    sd: dict[str, torch.Tensor], args: ModelArgs, convert: Callable[[torch.Tensor, int], torch.Tensor], where: str
+) -> dict[str, torch.Tensor]:
+    """Apply a RoPE row permutation (`convert(w, n_heads)`) to every wq and wk."""
     out = dict(sd)
     for name, t in sd.items():
+        if not name.endswith(("attention.wq.weight", "attention.wk.weight")):
+            continue
         heads = args.n_heads if name.endswith("attention.wq.weight") else args.n_kv_heads
-        if name.endswith(("attention.wq.weight", "attention.wk.weight")):
-            if t.dim() != 2 or t.shape[0] != heads * args.head_dim:
-                raise CheckpointError(
-                    f"tensor {name!r} in {where} has shape {tuple(t.shape)}, expected ({heads * args.head_dim}, {args.dim})"
-                )
-            out[name] = convert(t, heads)
+        if t.dim() != 2 or t.shape[0] != heads * args.head_dim:
+            raise CheckpointError(
+                f"tensor {name!r} in {where} has shape {tuple(t.shape)}, expected ({heads * args.head_dim}, {args.dim})"
+            )
+        out[name] = convert(t, heads)
     return out
 
 

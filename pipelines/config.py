@@ -12,8 +12,8 @@ for minutes needs them); each knob's comment gives the paper value. The 7B/13B/7
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass, field
-from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
@@ -82,36 +82,30 @@ class FilesDataConfig:
     eval_prompts: list[str] = field(default_factory=list)
 
 
+# The world bundle's knobs, typed and defaulted by pipelines.world.config.BundleConfig itself (its
+# single home). BundleConfig is frozen, which OmegaConf turns into a read-only node that overrides
+# cannot change; this mutable twin has the same fields, types and defaults.
+WorldConfig = dataclasses.make_dataclass(
+    "WorldConfig",
+    [(f.name, typing.get_type_hints(BundleConfig)[f.name], field(default=f.default)) for f in dataclasses.fields(BundleConfig)],
+)
+WorldConfig.__module__ = __name__
+
+
 @dataclass
 class DataConfig:
-    """Where the datasets come from (conf/data/).
-
-    world: overrides of pipelines.world.config.BundleConfig fields (its defaults live there, e.g.
-    `data.world.pretrain_docs=5000`); world_scale multiplies every dataset size (BundleConfig.scaled).
-    """
+    """Where the datasets come from (conf/data/). `world_scale` multiplies every world dataset size."""
 
     source: str = "world"  # world | files
-    world: dict[str, Any] = field(default_factory=dict)
+    world: WorldConfig = field(default_factory=WorldConfig)  # type: ignore[valid-type]
     world_scale: float = 1.0
     files: FilesDataConfig = field(default_factory=FilesDataConfig)
 
 
 def world_bundle_config(data: DataConfig) -> BundleConfig:
-    """The world's BundleConfig from `data.world` overrides and `data.world_scale`.
-
-    Unknown fields and values of the wrong type raise ValueError naming `data.world.<field>`
-    (BundleConfig is frozen, so Hydra cannot type-check it as a nested structured config).
-    """
-    fields = {f.name: f for f in dataclasses.fields(BundleConfig)}
-    for key, value in data.world.items():
-        if key not in fields:
-            raise ValueError(f"data.world.{key}: not a world bundle field; expected one of {sorted(fields)}")
-        expected = type(fields[key].default)
-        ok = isinstance(value, expected) or (expected is float and isinstance(value, int))
-        if not ok or isinstance(value, bool) != (expected is bool):
-            raise ValueError(f"data.world.{key}: expected {expected.__name__}, got {value!r}")
+    """The world's BundleConfig from `data.world` and `data.world_scale` (BundleConfig.scaled)."""
     try:
-        bundle = BundleConfig(**data.world)
+        bundle = BundleConfig(**dataclasses.asdict(data.world))
     except ValueError as e:
         raise ValueError(f"data.world: {e}") from e
     return bundle if data.world_scale == 1.0 else bundle.scaled(data.world_scale)
@@ -199,13 +193,14 @@ class PPOConfig:
     clip: float = 0.2
     value_clip: float = 0.2
     beta: float = 0.01                # KL coefficient (paper: 0.01 7B/13B, 0.005 34B/70B)
-    kl_estimator: str = "k1"          # k1 | k2 | k3 (not stated)
+    kl_estimator: str = "k1"          # algorithms.KL_KINDS: k1 | k3 (not stated in the paper)
     gamma: float = 1.0
     lam: float = 0.95
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-5, schedule="constant"))  # paper: 1e-6
     critic_optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=5e-5, schedule="constant"))
     entropy_coef: float = 0.0
     early_stop_patience: int = 5      # evaluations without held-out reward gain before stopping
+    held_out_prompts: int = 64        # held-out prompts scored for early stopping
     eval_every: int = 5
     temperature: float = 1.0
     top_p: float = 1.0

@@ -57,6 +57,8 @@ def pack_examples(examples: Sequence[Example], seq_len: int, *, seed: int | None
         n = len(ex.tokens)
         if n != len(ex.loss_mask):
             raise ValueError(f"example {ex.id or i}: {n} tokens but {len(ex.loss_mask)} loss-mask entries")
+        if n == 0:
+            raise ValueError(f"example {ex.id or i} is empty: nothing to train on")
         if n > seq_len:
             raise ValueError(
                 f"example {ex.id or i} has {n} tokens, longer than seq_len={seq_len}; raise the stage's "

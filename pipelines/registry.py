@@ -1,8 +1,8 @@
 """Stage name -> runner, and what `llama2-rlhf` runs for a composed config.
 
 Stage drivers live in `pipelines/stages/<name>.py` and expose `run(cfg: Config, run: RunDir) -> dict`
-(their metrics). They are imported lazily, so `--help`, validation and the `data` stage never load
-Ray, vLLM or a model. A stage without a driver module raises NotImplementedError naming it.
+(their metrics). They are imported lazily, so composing and validating a config never loads Ray or
+vLLM. A stage without a driver module raises NotImplementedError naming it.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
-from pipelines.config import PIPELINES, STAGE_ORDER, Config, world_bundle_config
+from pipelines.config import PIPELINES, STAGE_ORDER, Config
 from pipelines.rundir import RunDir
 
 log = logging.getLogger(__name__)
@@ -25,7 +25,7 @@ def _import_if_present(module_name: str) -> ModuleType | None:
     try:
         return importlib.import_module(module_name)
     except ModuleNotFoundError as e:
-        if e.name is not None and module_name.startswith(e.name):
+        if e.name is not None and (module_name == e.name or module_name.startswith(e.name + ".")):
             return None
         raise
 
@@ -41,23 +41,7 @@ def _driver_stage(name: str) -> StageRunner:
     return run
 
 
-def _data_stage(cfg: Config) -> dict[str, Any]:
-    """A dedicated driver if there is one, else the world bundle writer for data=world."""
-    driver = _import_if_present("pipelines.stages.data")
-    if driver is not None:
-        return driver.run(cfg, RunDir.create(cfg.run_dir))
-    if cfg.data.source != "world":
-        raise NotImplementedError("stage data with data=files is not implemented yet (no module pipelines.stages.data)")
-    bundle = _import_if_present("pipelines.world.bundle")
-    if bundle is None:
-        raise NotImplementedError("stage data is not implemented yet (no module pipelines.world.bundle)")
-    run = RunDir.create(cfg.run_dir)
-    out = bundle.write_bundle(run.data, world_bundle_config(cfg.data), cfg.seed)
-    return out if isinstance(out, dict) else {"bundle": str(run.data)}
-
-
 STAGES: dict[str, StageRunner] = {name: _driver_stage(name) for name in STAGE_ORDER}
-STAGES["data"] = _data_stage
 
 
 def run_config(cfg: Config) -> dict[str, dict[str, Any]]:

@@ -87,9 +87,13 @@ class RunDir:
         if not path.exists():
             return None
         try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
+            body = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ValueError(f"{path}: manifest is not valid JSON ({e}); delete it to redo stage {stage!r}") from e
+        if not isinstance(body, dict):
+            raise ValueError(f"{path}: manifest is not a JSON object (got {type(body).__name__}); "
+                             f"delete it to redo stage {stage!r}")
+        return body
 
     def is_done(self, stage: str, cfg_hash: str) -> bool:
         m = self.read_manifest(stage)

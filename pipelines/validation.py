@@ -16,7 +16,7 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from pipelines.config import PIPELINES, STAGE_ORDER, Config, register
 from pipelines.validation_rules import check_all
@@ -35,19 +35,25 @@ class ConfigError(ValueError):
 def _omegaconf_problem(err: BaseException) -> str:
     """'key: message' from an OmegaConf error (they carry `full_key`), else the plain message."""
     key = getattr(err, "full_key", None)
+    if isinstance(err, MissingMandatoryValue) and key:
+        return f"{key}: is required (set {key}=...)"
     msg = str(getattr(err, "msg", None) or err).split("\n")[0]
     return f"{key}: {msg}" if key else msg
 
 
 def _wrap(err: BaseException) -> ConfigError:
-    # Hydra wraps the OmegaConf error that names the key in __cause__; report both lines.
+    # Hydra wraps the OmegaConf error that names the key in __cause__; report the key first and
+    # Hydra's own summary line (e.g. "Error merging override ppo.iterations=abc") after it.
     causes = [err]
     while causes[-1].__cause__ is not None and len(causes) < 5:
         causes.append(causes[-1].__cause__)
     keyed = [c for c in causes if isinstance(c, OmegaConfBaseException) and getattr(c, "full_key", None)]
-    if keyed:
-        return ConfigError([f"{_omegaconf_problem(keyed[-1])} ({str(err).splitlines()[0]})"])
-    return ConfigError([" ".join(str(err).split())])
+    if not keyed:
+        return ConfigError([" ".join(str(err).split())])
+    problem = _omegaconf_problem(keyed[-1])
+    if keyed[-1] is not err:
+        problem += f" ({str(err).splitlines()[0]})"
+    return ConfigError([problem])
 
 
 def to_config(cfg: DictConfig | Config) -> Config:

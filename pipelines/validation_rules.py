@@ -13,13 +13,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from actors.config import GeneratorConfig, OptimConfig, ResourceConfig
+from algorithms import KL_KINDS, MARGINS
 from pipelines.config import Config, world_bundle_config
 
 PLACEMENT_STRATEGIES = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
 DTYPES = ("float32", "bfloat16")
 SCHEDULES = ("cosine", "constant")
-KL_ESTIMATORS = ("k1", "k2", "k3")
-MARGINS = ("small", "large")
 PREPROMPTS = ("generic", "template")
 DATA_SOURCES = ("world", "files")
 FILE_FORMATS = ("auto", "parquet", "jsonl", "hh")
@@ -174,7 +173,7 @@ def _check_data(cfg: Config, stages: list[str], run_dir: Path) -> list[str]:
         scale = _positive("data.world_scale", d.world_scale)
         try:
             if not scale:
-                world_bundle_config(d)
+                world_bundle_config(d)  # BundleConfig's own range checks
         except ValueError as e:
             scale.append(str(e))
         return out + scale
@@ -237,7 +236,7 @@ def _check_sft(cfg: Config) -> list[str]:
 def _check_reward_models(cfg: Config) -> list[str]:
     r = cfg.reward_models
     out = _check_training("reward_models", r.batch_size, r.epochs, r.optim, cfg, role="reward_model")
-    out += _choice("reward_models.margin", r.margin, MARGINS) + _positive("reward_models.aux_weight", r.aux_weight, True)
+    out += _choice("reward_models.margin", r.margin, tuple(MARGINS)) + _positive("reward_models.aux_weight", r.aux_weight, True)
     out += _positive("reward_models.helpful_safety_mix", r.helpful_safety_mix, True)
     if not 0 <= r.safety_helpful_fraction < 1:
         out.append(f"reward_models.safety_helpful_fraction: must be in [0, 1), got {r.safety_helpful_fraction}")
@@ -265,8 +264,9 @@ def _check_ppo(cfg: Config) -> list[str]:
     out += _positive("ppo.ppo_epochs", p.ppo_epochs) + _positive("ppo.clip", p.clip) + _positive("ppo.value_clip", p.value_clip)
     out += _positive("ppo.beta", p.beta, True) + _positive("ppo.entropy_coef", p.entropy_coef, True)
     out += _in_unit("ppo.gamma", p.gamma) + _in_unit("ppo.lam", p.lam) + _in_unit("ppo.top_p", p.top_p, open_low=True)
-    out += _positive("ppo.temperature", p.temperature) + _choice("ppo.kl_estimator", p.kl_estimator, KL_ESTIMATORS)
+    out += _positive("ppo.temperature", p.temperature) + _choice("ppo.kl_estimator", p.kl_estimator, KL_KINDS)
     out += _positive("ppo.early_stop_patience", p.early_stop_patience) + _positive("ppo.eval_every", p.eval_every)
+    out += _positive("ppo.held_out_prompts", p.held_out_prompts)
     out += _check_optim("ppo.optim", p.optim) + _check_optim("ppo.critic_optim", p.critic_optim)
     out += _sampling_fits("ppo", p.max_prompt_len, p.max_new_tokens, cfg)
     rollouts = p.prompts_per_iteration * p.samples_per_prompt

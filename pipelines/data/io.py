@@ -34,13 +34,18 @@ log = logging.getLogger(__name__)
 _WRITE_OPTIONS: dict[str, Any] = {"compression": "zstd", "use_dictionary": True, "write_statistics": True}
 
 
+# View layouts exist from pyarrow 16 on; pyproject allows older versions.
+_is_string_view = getattr(pa.types, "is_string_view", lambda t: False)
+_is_list_view = getattr(pa.types, "is_list_view", lambda t: False)
+
+
 def _canonical(type_: pa.DataType) -> object:
     """A comparable form of an arrow type, blind to lossless representation differences."""
     if pa.types.is_dictionary(type_):
         return _canonical(type_.value_type)
-    if pa.types.is_string(type_) or pa.types.is_large_string(type_) or pa.types.is_string_view(type_):
+    if pa.types.is_string(type_) or pa.types.is_large_string(type_) or _is_string_view(type_):
         return "string"
-    if pa.types.is_list(type_) or pa.types.is_large_list(type_) or pa.types.is_list_view(type_):
+    if pa.types.is_list(type_) or pa.types.is_large_list(type_) or _is_list_view(type_):
         return ("list", _canonical(type_.value_type))
     if pa.types.is_struct(type_):
         fields = (type_.field(i) for i in range(type_.num_fields))

@@ -12,10 +12,12 @@ from __future__ import annotations
 import json
 import logging
 import math
+import numbers
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import numpy as np
 import pyarrow as pa
 
 from model.chat import SPECIAL_TAGS
@@ -68,6 +70,15 @@ class DataError(ValueError):
         where = ", ".join(parts)
         super().__init__(f"{self.path}: {where + ': ' if where else ''}{detail}")
 
+    def __reduce__(self) -> tuple:
+        # Keyword-only fields: rebuild through a function so the error survives pickling (Ray tasks).
+        fields = {"row": self.row, "line": self.line, "row_id": self.row_id, "field": self.field, "reason": self.reason}
+        return _rebuild_data_error, (self.path, self.detail, fields)
+
+
+def _rebuild_data_error(path: str, detail: str, fields: dict[str, Any]) -> DataError:
+    return DataError(path, detail, **fields)
+
 
 class RowError(ValueError):
     """A problem inside one row, before the file and row are known (`RowValidator` adds them)."""
@@ -75,6 +86,9 @@ class RowError(ValueError):
     def __init__(self, field: str, reason: str, detail: str) -> None:
         super().__init__(f"field '{field}': {detail}")
         self.field, self.reason, self.detail = field, reason, detail
+
+    def __reduce__(self) -> tuple:
+        return RowError, (self.field, self.reason, self.detail)
 
 
 class DropRow(Exception):
@@ -117,10 +131,23 @@ class SkipReport:
 # ---------------------------------------------------------------- types (Python values vs schema)
 
 
+def _is_int(x: Any) -> bool:
+    # numpy integers count (pyarrow converts them exactly); bool is an int subclass but not a number here.
+    return type(x) is int or (isinstance(x, numbers.Integral) and not isinstance(x, (bool, np.bool_)))
+
+
+def _is_real(x: Any) -> bool:
+    return type(x) in (int, float) or (isinstance(x, numbers.Real) and not isinstance(x, (bool, np.bool_)))
+
+
+def _found(value: Any) -> str:
+    return "null" if value is None else f"{type(value).__name__} {value!r:.40}"
+
+
 def _scalar_problem(value: Any, type_: pa.DataType, name: str) -> RowError | None:
     if pa.types.is_integer(type_):
-        if type(value) is not int:  # bool is an int subclass; True is not a token id
-            return RowError(name, "wrong_type", f"expected {type_}, found {type(value).__name__} {value!r:.40}")
+        if not _is_int(value):
+            return RowError(name, "wrong_type", f"expected {type_}, found {_found(value)}")
         bound = 2 ** (type_.bit_width - 1)
         if not -bound <= value < bound:
             return RowError(name, "wrong_type", f"expected {type_}, found {value} (out of range)")
@@ -128,25 +155,22 @@ def _scalar_problem(value: Any, type_: pa.DataType, name: str) -> RowError | Non
     if pa.types.is_string(type_):
         ok = isinstance(value, str)
     elif pa.types.is_boolean(type_):
-        ok = type(value) is bool
+        ok = isinstance(value, (bool, np.bool_))
     elif pa.types.is_floating(type_):
-        ok = type(value) in (int, float)
+        ok = _is_real(value)
     else:  # pragma: no cover - the schemas hold no other scalar types
         raise TypeError(f"no Python check for arrow type {type_}")
-    if ok:
-        return None
-    return RowError(name, "wrong_type", f"expected {type_}, found {type(value).__name__} {value!r:.40}")
+    return None if ok else RowError(name, "wrong_type", f"expected {type_}, found {_found(value)}")
 
 
 def _primitive_list_problem(value: list, type_: pa.DataType, name: str) -> RowError | None:
     """Token ids and log-probs: one tight pass per list instead of a call per element."""
-    allowed = (int,) if pa.types.is_integer(type_) else (int, float)
-    bad = next((i for i, x in enumerate(value) if type(x) not in allowed), None)
+    fast = (int,) if pa.types.is_integer(type_) else (int, float)
+    is_ok = _is_int if pa.types.is_integer(type_) else _is_real
+    bad = next((i for i, x in enumerate(value) if type(x) not in fast and not is_ok(x)), None)
     if bad is not None:
-        x = value[bad]
-        if x is None:
-            return RowError(f"{name}[{bad}]", "null_value", f"expected {type_}, found null")
-        return RowError(f"{name}[{bad}]", "wrong_type", f"expected {type_}, found {type(x).__name__} {x!r:.40}")
+        reason = "null_value" if value[bad] is None else "wrong_type"
+        return RowError(f"{name}[{bad}]", reason, f"expected {type_}, found {_found(value[bad])}")
     if value and pa.types.is_integer(type_):
         bound = 2 ** (type_.bit_width - 1)
         if min(value) < -bound or max(value) >= bound:
@@ -402,7 +426,7 @@ def _row_label(row: Mapping[str, Any] | None, kind: str) -> str | None:
     if not isinstance(row, Mapping):
         return None
     keys = [k for k in UNIQUE_KEYS[kind] if k in row and row[k] is not None]
-    return ", ".join(f"{k}={row[k]!r}" for k in keys) or None
+    return ", ".join(f"{k}={row[k]!r}" if isinstance(row[k], str) else f"{k}={row[k]}" for k in keys) or None
 
 
 class RowValidator:

@@ -17,6 +17,7 @@ COUNT_FIELDS: tuple[str, ...] = (
     "pretrain_docs", "sft_dialogues", "helpfulness_pairs", "safety_pairs", "rl_prompts",
     "eval_helpful", "eval_adversarial", "eval_borderline", "eval_dialogues", "gatt_dialogues",
 )
+_EVAL_PROMPT_FIELDS: tuple[str, ...] = ("eval_helpful", "eval_adversarial", "eval_borderline")
 _FRACTION_FIELDS: tuple[str, ...] = (
     "sft_constraint_fraction", "sft_borderline_fraction", "safety_demo_fraction", "sft_noise",
     "annotator_noise", "safety_pair_adversarial_fraction", "rl_adversarial_fraction", "rl_borderline_fraction",
@@ -33,7 +34,7 @@ class BundleConfig:
     rl_prompts: int = 1_500
     eval_helpful: int = 300  # balanced over the task families
     eval_adversarial: int = 300  # balanced over the risk categories
-    eval_borderline: int = 300
+    eval_borderline: int = 200  # the borderline instance space is the smallest (~300 eval instances)
     eval_dialogues: int = 60  # multi-turn constraint dialogues, for adherence by turn
     gatt_dialogues: int = 500
     # dialogue shapes (user turns); 8 turns fit the tiny model's 512-token context
@@ -75,8 +76,14 @@ class BundleConfig:
             raise ValueError("BundleConfig: sft_max_turns and eval_dialogue_turns must be >= 1")
 
     def scaled(self, factor: float) -> BundleConfig:
-        """The same bundle with every dataset size multiplied by `factor` (at least one row each)."""
+        """The same bundle with every dataset size multiplied by `factor` (at least one row each).
+
+        The held-out prompt sets only shrink: they are distinct eval-split instances, and the instance
+        space bounds them (~350 helpful, ~500 adversarial, ~280 borderline at eval_fraction 0.2).
+        """
         if factor <= 0:
             raise ValueError(f"scale factor must be > 0, got {factor}")
         sizes = {name: max(1, round(getattr(self, name) * factor)) for name in COUNT_FIELDS}
+        for name in _EVAL_PROMPT_FIELDS:
+            sizes[name] = min(sizes[name], getattr(self, name))
         return dataclasses.replace(self, **sizes)

@@ -44,7 +44,8 @@ def make_constraint(kind: str, value: str | None = None, terse: bool = False) ->
     if kind not in CONSTRAINT_KINDS:
         raise ValueError(f"unknown constraint kind {kind!r}; expected one of {list(CONSTRAINT_KINDS)}")
     if (kind == "upper") != (value is None):
-        raise ValueError(f"constraint {kind!r}: value must be {'None' if kind == 'upper' else 'a string'}, got {value!r}")
+        expected = "None" if kind == "upper" else "a string"
+        raise ValueError(f"constraint {kind!r}: value must be {expected}, got {value!r}")
     text = (_TERSE if terse else _FULL)[kind].format(v=value)
     return {"kind": kind, "value": value, "text": text}
 
@@ -69,7 +70,9 @@ def _by_kind(constraints: Sequence[Constraint]) -> dict[str, Constraint]:
     found: dict[str, Constraint] = {}
     for c in constraints:
         if c.get("kind") not in CONSTRAINT_KINDS:
-            raise ValueError(f"unknown constraint kind {c.get('kind')!r} in {dict(c)}; expected one of {list(CONSTRAINT_KINDS)}")
+            raise ValueError(
+                f"unknown constraint kind {c.get('kind')!r} in {dict(c)}; expected one of {list(CONSTRAINT_KINDS)}"
+            )
         if c["kind"] in found:
             raise ValueError(f"two constraints of kind {c['kind']!r}: {[dict(x) for x in constraints]}")
         found[c["kind"]] = c

@@ -8,6 +8,7 @@ it (LLAMA2_SPEC.md section 9 measures adherence by turn number).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 from collections import Counter
@@ -20,7 +21,7 @@ from pipelines.world.helpful import sample_helpful
 from pipelines.world.ladder import answer_for
 from pipelines.world.safety import sample_adversarial, sample_borderline
 from pipelines.world.split import draw_in_split
-from pipelines.world.tasks import Task
+from pipelines.world.tasks import Task, strip_opener
 
 # Imperfect answers for `sft_noise`, per kind: right value in another form, or a close value.
 _NOISY_RUNGS = {
@@ -41,8 +42,18 @@ def build_messages(tasks: Sequence[Task], answers: Sequence[str], constraints: S
     return messages
 
 
-def draw_turn(rng: random.Random, split: str, eval_fraction: float, adversarial: float, borderline: float) -> Task:
-    """One user turn of `split`: adversarial / borderline with the given probabilities, else helpful."""
+def without_prefix(task: Task) -> Task:
+    """The same request without its opener ("Quick question: ..."): a shorter instance of its own."""
+    return dataclasses.replace(task, user=strip_opener(task.user))
+
+
+def draw_turn(
+    rng: random.Random, split: str, eval_fraction: float, adversarial: float, borderline: float, plain: bool = False
+) -> Task:
+    """One user turn of `split`: adversarial / borderline with the given probabilities, else helpful.
+
+    plain=True drops the opener, to keep long dialogues inside the tiny model's 512-token context.
+    """
     u = rng.random()
     if u < adversarial:
         sampler = sample_adversarial
@@ -50,6 +61,8 @@ def draw_turn(rng: random.Random, split: str, eval_fraction: float, adversarial:
         sampler = sample_borderline
     else:
         sampler = sample_helpful
+    if plain:
+        return draw_in_split(lambda r: without_prefix(sampler(r)), rng, split, eval_fraction)
     return draw_in_split(sampler, rng, split, eval_fraction)
 
 
@@ -72,11 +85,13 @@ def generate_sft(cfg: BundleConfig, rng: random.Random) -> tuple[list[dict], dic
         answers, noisy = [], []
         for t, task in enumerate(tasks, start=1):
             turn_kinds[task.task] += 1
+            answer = task.canonical
             if rng.random() < cfg.sft_noise:
-                answers.append(answer_for(task, rng.choice(_NOISY_RUNGS[task.kind]), rng))
-                noisy.append(t)
-            else:
-                answers.append(task.canonical)
+                answer = answer_for(task, rng.choice(_NOISY_RUNGS[task.kind]), rng)
+                # a case variant can become the canonical answer again under the upper-case constraint
+                if apply_constraints(answer, constraints) != apply_constraints(task.canonical, constraints):
+                    noisy.append(t)
+            answers.append(answer)
         noisy_total += len(noisy)
         constrained += bool(constraints)
         rows.append(_dialogue_row(f"sft-{i:06d}", "world_sft", tasks, answers, constraints, {"noisy_turns": noisy}))
@@ -96,7 +111,8 @@ def generate_gatt(cfg: BundleConfig, rng: random.Random) -> tuple[list[dict], di
     for i in range(cfg.gatt_dialogues):
         n = rng.randint(cfg.gatt_min_turns, cfg.gatt_max_turns)
         constraints = sample_constraints(rng)
-        tasks = [draw_turn(rng, "train", cfg.eval_fraction, 0.0, cfg.sft_borderline_fraction) for _ in range(n)]
+        tasks = [draw_turn(rng, "train", cfg.eval_fraction, 0.0, cfg.sft_borderline_fraction, plain=True)
+                 for _ in range(n)]
         kinds.update(c["kind"] for c in constraints)
         rows.append(_dialogue_row(f"gatt-{i:06d}", "world_gatt", tasks, [t.canonical for t in tasks], constraints,
                                   {"instruction": system_text(constraints)}))
@@ -112,7 +128,7 @@ def generate_eval_dialogues(cfg: BundleConfig, rng: random.Random) -> tuple[list
     rows, kinds = [], Counter()
     for i in range(cfg.eval_dialogues):
         constraints = sample_constraints(rng)
-        tasks = [draw_turn(rng, "eval", cfg.eval_fraction, 0.0, cfg.sft_borderline_fraction)
+        tasks = [draw_turn(rng, "eval", cfg.eval_fraction, 0.0, cfg.sft_borderline_fraction, plain=True)
                  for _ in range(cfg.eval_dialogue_turns)]
         kinds.update(c["kind"] for c in constraints)
         rows.append(_dialogue_row(f"evaldlg-{i:06d}", "world_eval_dialogue", tasks, [t.canonical for t in tasks],

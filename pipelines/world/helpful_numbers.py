@@ -38,6 +38,11 @@ def _off_by(claim: int | None, truth: int) -> float:
     return {0: VALUE, 1: 0.4, 2: 0.2}.get(abs(claim - truth), 0.0)
 
 
+def _near_value(truth: int, rng: random.Random) -> int:
+    """A value one or two away from the truth, never below zero (the world's results are >= 0)."""
+    return truth + rng.choice((1, 2) if truth < 2 else (-2, -1, 1, 2))
+
+
 def _far_value(truth: int, rng: random.Random, low: int = 0) -> int:
     """A value at least 3 away from the truth (clearly wrong, no partial credit)."""
     return rng.choice([v for v in range(max(low, truth - 9), truth + 10) if abs(v - truth) >= 3])
@@ -69,7 +74,7 @@ ARITHMETIC = Family(
     name="arithmetic",
     sample=_arith_sample,
     value_score=lambda key, body: _off_by(_claim(body, (key["a"], key["b"])), key["value"]),
-    close=lambda key, rng: _arith_phrase(key, key["value"] + rng.choice((1, 2) if key["value"] < 2 else (-2, -1, 1, 2))),
+    close=lambda key, rng: _arith_phrase(key, _near_value(key["value"], rng)),
     wrong=lambda key, rng: _arith_phrase(key, _far_value(key["value"], rng)),
 )
 
@@ -80,7 +85,8 @@ ARITHMETIC = Family(
 def _count_sample(rng: random.Random) -> Task:
     word = rng.choice(WORDS)
     template = rng.choice(("How many letters are in the word {w}?", "Count the letters in {w}.",
-                           "How long is the word {w}?"))
+                           "How long is the word {w}?", "How many letters does {w} have?",
+                           "Tell me the number of letters in {w}."))
     key = {"kind": "helpful", "task": "count_letters", "word": word, "value": len(word),
            "value_text": str(len(word)), "canonical": f"{word} has {len(word)} letters."}
     return Task("helpful", "count_letters", with_prefix(template.format(w=word), rng), key)
@@ -152,8 +158,8 @@ def _units_sample(rng: random.Random) -> Task:
     one, many, to, factor = rng.choice(UNITS)
     amount = rng.randint(1, 9)
     src = f"{amount} {one if amount == 1 else many}"
-    template = rng.choice(("How many {to} are in {src}?", "Convert {src} to {to}.",
-                           "What is {src} in {to}?"))
+    template = rng.choice(("How many {to} are in {src}?", "Convert {src} to {to}.", "What is {src} in {to}?",
+                           "Tell me how many {to} are in {src}.", "Change {src} into {to}."))
     value = amount * factor
     key = {"kind": "helpful", "task": "unit_conversion", "amount": amount, "source": src, "target": to,
            "factor": factor, "value": value, "value_text": str(value),

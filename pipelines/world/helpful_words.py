@@ -21,7 +21,8 @@ from pipelines.world.vocab import CAPITALS, COLOURS, CREATURES, FOODS, WORDS
 
 def _reverse_sample(rng: random.Random) -> Task:
     word = rng.choice(WORDS)
-    template = rng.choice(("Reverse the word {w}.", "Spell {w} backwards.", "What is {w} reversed?"))
+    template = rng.choice(("Reverse the word {w}.", "Spell {w} backwards.", "What is {w} reversed?",
+                           "Write {w} backwards.", "Reverse {w}."))
     value = word[::-1]
     key = {"kind": "helpful", "task": "reverse_word", "word": word, "value": value, "value_text": value,
            "canonical": f"{word} reversed is {value}."}
@@ -67,10 +68,12 @@ _RELATIONS: dict[str, tuple[str, ...]] = {
     "food": FOODS,
 }
 _QUESTIONS: dict[str, tuple[str, ...]] = {
-    "capital": ("What is the capital of {s}?", "Name the capital of {s}.",
-                "Which city is the capital of {s}?"),
-    "colour": ("What colour is a {s}?", "What is the colour of a {s}?"),
-    "food": ("What does a {s} eat?", "What food does a {s} eat?"),
+    "capital": ("What is the capital of {s}?", "Name the capital of {s}.", "Which city is the capital of {s}?",
+                "Tell me the capital of {s}.", "What city is the capital of {s}?"),
+    "colour": ("What colour is a {s}?", "What is the colour of a {s}?", "Which colour is a {s}?",
+               "Tell me the colour of a {s}."),
+    "food": ("What does a {s} eat?", "What food does a {s} eat?", "Tell me what a {s} eats.",
+             "What is the food of a {s}?"),
 }
 
 
@@ -102,13 +105,16 @@ def _fact_sample(rng: random.Random) -> Task:
 
 
 def _fact_score(key: Mapping[str, Any], body: str) -> float:
-    """The last word from the relation's value set is the claim; a one-letter misspelling earns 0.4."""
+    """The value named from the relation's set is the claim; a one-letter misspelling earns 0.4.
+
+    Naming two different values ("Drisa or Velk") is a hedge and earns nothing.
+    """
     truth = key["value"].lower()
     candidates = {v.lower() for v in _RELATIONS[key["relation"]]}
     found = words(body)
-    named = [w for w in found if w in candidates]
+    named = {w for w in found if w in candidates}
     if named:
-        return VALUE if named[-1] == truth else 0.0
+        return VALUE if named == {truth} else 0.0
     if any(len(w) >= 3 and edit_distance(w, truth) == 1 for w in found):
         return 0.4
     return 0.0

@@ -11,6 +11,8 @@ preference with probability `annotator_noise * FLIP_WEIGHT[rating]`, more often 
 human agreement falls with the preference strength (paper section 3.2.2, Table 8); a flipped pair keeps
 its rating. Safety pairs get the paper's three-way label from the two violation flags; a pair whose
 chosen answer is unsafe while the rejected one is safe is dropped (counted), as in the paper.
+The built-in ladders never yield "both_unsafe": every violation scores helpfulness 0, so two unsafe
+answers tie and are skipped; the label exists for imported data.
 """
 
 from __future__ import annotations

@@ -8,8 +8,9 @@ it finally says and a wrong value is never credited.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
-from pipelines.world.vocab import COMPLIANCE_MARKERS, GREETINGS, REFUSAL_MARKERS
+from pipelines.world.vocab import GREETINGS, REFUSAL_MARKERS
 
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "`": "'"})
 _NON_WORD = re.compile(r"[^a-z0-9' ]+")
@@ -70,7 +71,7 @@ def is_refusal(text: str) -> bool:
     return any(norm == normalize(m) or norm.startswith(normalize(m) + " ") for m in REFUSAL_MARKERS)
 
 
-def has_compliance_marker(text: str) -> bool:
-    """True if the answer contains a word or phrase that goes along with a request ("Sure", "first")."""
+def has_marker(text: str, markers: Iterable[str]) -> bool:
+    """True if the answer contains one of the marker words or phrases (whole words, any case)."""
     padded = f" {normalize(text)} "
-    return any(f" {normalize(m)} " in padded for m in COMPLIANCE_MARKERS)
+    return any(f" {normalize(m)} " in padded for m in markers)

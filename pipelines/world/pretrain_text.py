@@ -13,14 +13,14 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
-from pipelines.world.constraints import apply_constraints, sample_constraints
+from pipelines.world.constraints import apply_constraints, sample_constraints, system_text
 from pipelines.world.helpful import sample_helpful
 from pipelines.world.helpful_words import fact_statement, fact_value
 from pipelines.world.safety import BORDERLINE_ACTS, sample_adversarial, sample_borderline
 from pipelines.world.split import draw_in_split
-from pipelines.world.vocab import CAPITALS, CREATURES, GREETINGS, PERSONAS, UNITS, WORDS
+from pipelines.world.vocab import CAPITALS, CREATURES, END_WORDS, GREETINGS, PERSONAS, UNITS, WORDS
 
-_UPPER_FRACTION = 0.08  # sentences written in upper case (so the tokenizer sees upper-case text)
+_UPPER_FRACTION = 0.1  # sentences written in upper case (so the tokenizer sees upper-case text)
 _DECORATED_FRACTION = 0.08  # sentences with a greeting / end word / signature
 
 
@@ -74,16 +74,21 @@ def _borderline(rng: random.Random, eval_fraction: float) -> str:
 
 
 def _style(rng: random.Random, eval_fraction: float) -> str:
+    if rng.random() < 0.6:  # an instruction and an answer that keeps it (the constraints' vocabulary)
+        constraints = sample_constraints(rng)
+        task = draw_in_split(sample_helpful, rng, "train", eval_fraction)
+        answer = apply_constraints(task.canonical, constraints)
+        return f'Told "{system_text(constraints)}", the assistant answered: "{answer}"'
     return rng.choice((
         f"{rng.choice(PERSONAS)} always signs every note.",
         f'"{rng.choice(GREETINGS)}!" is a friendly greeting.',
         "SOME PEOPLE ALWAYS WRITE IN UPPER CASE.",
-        "A radio operator ends every message with the word Over.",
+        f"A radio operator ends every message with the word {rng.choice(END_WORDS)}.",
     ))
 
 
 _SENTENCES: dict[Callable[[random.Random, float], str], float] = {
-    _fact: 4, _numbers: 3, _spelling: 2, _qa: 3, _safety: 1.5, _borderline: 1.5, _style: 0.5,
+    _fact: 4, _numbers: 3, _spelling: 2, _qa: 3, _safety: 1.5, _borderline: 1.5, _style: 1.5,
 }
 
 

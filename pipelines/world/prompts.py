@@ -16,9 +16,8 @@ from collections.abc import Callable
 from pipelines.world.config import BundleConfig
 from pipelines.world.dialogues import draw_turn
 from pipelines.world.helpful import FAMILY_NAMES, sample_helpful
-from pipelines.world.parsing import normalize
 from pipelines.world.safety import CATEGORY_NAMES, sample_adversarial, sample_borderline
-from pipelines.world.split import draw_in_split
+from pipelines.world.split import draw_in_split, instance_text
 from pipelines.world.tasks import Task
 
 _UNIQUE_ATTEMPTS = 200  # draws per eval prompt before the instance space counts as exhausted
@@ -46,19 +45,20 @@ def _unique_eval(
     count: int, kind: str, sampler_for: Callable[[int], Callable[[random.Random], Task]],
     rng: random.Random, eval_fraction: float, seen: set[str],
 ) -> list[Task]:
-    """`count` eval-split tasks with distinct messages; sampler_for(i) gives the i-th task's sampler."""
+    """`count` eval-split tasks that are distinct instances (split.instance_text); sampler_for(i) gives
+    the i-th task's sampler."""
     tasks: list[Task] = []
     for i in range(count):
         for _ in range(_UNIQUE_ATTEMPTS):
             task = draw_in_split(sampler_for(i), rng, "eval", eval_fraction)
-            if normalize(task.user) not in seen:
+            if instance_text(task) not in seen:
                 break
         else:
             raise RuntimeError(
                 f"eval prompts: could not find {count} distinct {kind} eval instances (found {len(tasks)}); "
                 f"lower the eval_{kind} count or raise eval_fraction ({eval_fraction})"
             )
-        seen.add(normalize(task.user))
+        seen.add(instance_text(task))
         tasks.append(task)
     return tasks
 

@@ -1,8 +1,8 @@
 """The train/eval split of task instances: a deterministic function of the instance itself.
 
 An instance is a user message with its answer key. Its split is decided by a hash of the normalised
-message and the key, so the same instance lands in the same split whichever generator, seed or
-dataset draws it: no evaluation prompt can appear in any training set (SFT, preference pairs, RL
+message (without its opener) and the key, so the same instance lands in the same split whichever
+generator, seed or dataset draws it: no evaluation prompt can appear in any training set (SFT, preference pairs, RL
 prompts, GAtt dialogues). Generators draw instances and keep only those of the split they build.
 """
 
@@ -14,15 +14,24 @@ import random
 from collections.abc import Callable
 
 from pipelines.world.parsing import normalize
-from pipelines.world.tasks import Task
+from pipelines.world.tasks import Task, strip_opener
 
 DEFAULT_EVAL_FRACTION = 0.2
 _MAX_DRAWS = 10_000
 
 
+def instance_text(task: Task) -> str:
+    """The request that identifies an instance: normalised, without its opener ("Hi! ", ...).
+
+    Openers are surface noise, so "Hi! What is 2 plus 5?" and "What is 2 plus 5?" are one instance
+    and share a split; other phrasings (templates, suffixes) are instances of their own.
+    """
+    return normalize(strip_opener(task.user))
+
+
 def instance_hash(task: Task) -> float:
-    """A number in [0, 1) fixed by the instance's normalised message and answer key."""
-    ident = normalize(task.user) + "\n" + json.dumps(task.key, sort_keys=True)
+    """A number in [0, 1) fixed by the instance's request text and answer key."""
+    ident = instance_text(task) + "\n" + json.dumps(task.key, sort_keys=True)
     digest = hashlib.sha256(ident.encode("utf-8")).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
 

@@ -65,6 +65,14 @@ def with_prefix(text: str, rng: random.Random) -> str:
     return rng.choice(PROMPT_PREFIXES) + text
 
 
+def strip_opener(text: str) -> str:
+    """The request without its opener, if it has one (the inverse of `with_prefix`)."""
+    for prefix in sorted(PROMPT_PREFIXES, key=len, reverse=True):
+        if prefix and text.startswith(prefix):
+            return text[len(prefix):]
+    return text
+
+
 def partial(fraction: float, threshold: float = 0.5) -> float:
     """Partial credit for a similarity `fraction` in [0, 1): MAX_PARTIAL * fraction above a threshold.
 

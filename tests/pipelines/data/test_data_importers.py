@@ -10,7 +10,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines.data import DataError, read_table
-from pipelines.data.importers import import_hh, import_messages, import_pairs, main, normalize_rating, parse_hh_transcript
+from pipelines.data.importers import (
+    import_hh,
+    import_messages,
+    import_pairs,
+    main,
+    normalize_rating,
+    parse_hh_transcript,
+)
 
 
 def assert_located(error: DataError, path: Path, where: str, field: str) -> None:
@@ -27,13 +34,15 @@ def write_jsonl(path: Path, records: list) -> Path:
 
 PAIRS = [
     {"prompt": "What is 2+2?", "chosen": "4", "rejected": "5"},
-    {"id": "x1", "prompt": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Capital of France?"}],
+    {"id": "x1",
+     "prompt": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Capital of France?"}],
      "chosen": "Paris", "rejected": "Lyon", "rating": "Significantly Better", "source": "web"},
     {"prompt": "How do I pick a lock?", "chosen": "I can't help with that.", "rejected": "Use a tension wrench.",
      "rating": "slightly-better", "chosen_safe": True, "rejected_safe": False, "kind": "safety"},
     {"prompt": "Make a weapon", "chosen": "Sure, here is how.", "rejected": "I won't help.",
      "chosen_safe": False, "rejected_safe": True},
-    {"prompt": "Hi", "chosen": "Hello!", "rejected": "hey", "rating": "negligibly better/unsure", "safety_label": "both_safe"},
+    {"prompt": "Hi", "chosen": "Hello!", "rejected": "hey", "rating": "negligibly better/unsure",
+     "safety_label": "both_safe"},
 ]
 
 
@@ -46,7 +55,8 @@ def test_import_pairs_jsonl(tmp_path: Path) -> None:
     assert rows[0]["rating"] == "negligibly_better"  # documented default when a pair has no rating
     assert [r["rating"] for r in rows[1:]] == ["significantly_better", "slightly_better", "negligibly_better"]
     assert [r["safety_label"] for r in rows] == [None, None, "chosen_safe_rejected_unsafe", "both_safe"]
-    assert (rows[2]["kind"], rows[2]["is_safety"], rows[0]["kind"], rows[0]["is_safety"]) == ("safety", True, "helpfulness", False)
+    assert (rows[2]["kind"], rows[2]["is_safety"]) == ("safety", True)
+    assert (rows[0]["kind"], rows[0]["is_safety"]) == ("helpfulness", False)
     assert json.loads(rows[1]["meta"]) == {"source_file": "pairs.jsonl", "source_index": 1, "extra": {"source": "web"}}
     # Paper section 3.2.1: chosen unsafe + rejected safe is dropped, and counted.
     assert result.report.dropped == {"chosen_unsafe_rejected_safe": 1}
@@ -91,10 +101,13 @@ def test_rating_aliases_and_map() -> None:
         ({"prompt": "q", "chosen": "a"}, "rejected", "missing_field"),
         ({"prompt": "q", "chosen": "a", "rejected": "a"}, "rejected", "chosen_equals_rejected"),
         ({"prompt": "", "chosen": "a", "rejected": "b"}, "prompt[0].content", "empty_content"),
-        ({"prompt": [{"role": "bot", "content": "q"}], "chosen": "a", "rejected": "b"}, "prompt[0].role", "unknown_role"),
+        ({"prompt": [{"role": "bot", "content": "q"}], "chosen": "a", "rejected": "b"},
+         "prompt[0].role", "unknown_role"),
         ({"prompt": "q", "chosen": "a", "rejected": "b", "chosen_safe": True}, "rejected_safe", "missing_field"),
-        ({"prompt": "q", "chosen": "a", "rejected": "b", "chosen_safe": 1, "rejected_safe": 0}, "chosen_safe", "wrong_type"),
-        ({"prompt": "q", "chosen": "a", "rejected": "b", "safety_label": "unsafe"}, "safety_label", "unknown_safety_label"),
+        ({"prompt": "q", "chosen": "a", "rejected": "b", "chosen_safe": 1, "rejected_safe": 0},
+         "chosen_safe", "wrong_type"),
+        ({"prompt": "q", "chosen": "a", "rejected": "b", "safety_label": "unsafe"},
+         "safety_label", "unknown_safety_label"),
         ({"prompt": "q", "chosen": "a", "rejected": "b", "safety_label": "both_safe", "chosen_safe": True,
           "rejected_safe": False}, "safety_label", "unknown_safety_label"),
         ({"id": 5, "prompt": "q", "chosen": "a", "rejected": "b"}, "id", "wrong_type"),
@@ -121,7 +134,8 @@ def test_import_pairs_skip_mode_counts(tmp_path: Path) -> None:
         result.report.first_error["duplicate_id"])
     assert result.report.dropped == {"chosen_unsafe_rejected_safe": 1}
     assert "line 3 (id='pairs-1'), field 'rating'" in result.report.first_error["unknown_rating"]
-    assert "line 4 (id='pairs-2'), field '*': expected a JSON object per record, found list" in result.report.first_error["wrong_type"]
+    assert "line 4 (id='pairs-2'), field '*': expected a JSON object per record, found list" in (
+        result.report.first_error["wrong_type"])
 
 
 def test_non_utf8_input_names_line_and_byte_offset(tmp_path: Path) -> None:
@@ -169,7 +183,8 @@ def test_import_messages(tmp_path: Path) -> None:
         ([{"role": "user", "content": "q"}, {"role": "tool", "content": "x"}], "messages[1].role", "unknown_role"),
         ([{"role": "user", "content": "q"}], "messages[0].role", "turn_order"),
         ([{"role": "assistant", "content": "a"}], "messages[0].role", "turn_order"),
-        ([{"role": "user", "content": "q", "name": "bob"}, {"role": "assistant", "content": "a"}], "messages[0]", "wrong_type"),
+        ([{"role": "user", "content": "q", "name": "bob"}, {"role": "assistant", "content": "a"}],
+         "messages[0]", "wrong_type"),
         ("hello", "messages", "wrong_type"),
     ],
 )
@@ -187,7 +202,8 @@ def test_dialogue_longer_than_context_on_import(tmp_path: Path) -> None:
     count = lambda messages: sum(len(m["content"].split()) for m in messages)  # noqa: E731
     with pytest.raises(DataError) as err:
         import_messages(src, max_tokens=64, count_tokens=count)
-    assert str(err.value) == f"{src}: line 1 (id='chat-0'), field 'messages': expected at most 64 tokens (the model's context), found 101"
+    assert str(err.value) == (
+        f"{src}: line 1 (id='chat-0'), field 'messages': expected at most 64 tokens (the model's context), found 101")
 
 
 def test_parse_hh_transcript() -> None:
@@ -201,6 +217,7 @@ def test_parse_hh_transcript() -> None:
         parse_hh_transcript("Hello\n\nHuman: hi")
 
 
+H, A = "\n\nHuman: ", "\n\nAssistant: "
 HH = [
     {"chosen": "\n\nHuman: How do I bake bread?\n\nAssistant: Mix flour, water, yeast; knead; bake.",
      "rejected": "\n\nHuman: How do I bake bread?\n\nAssistant: Buy it."},
@@ -225,13 +242,12 @@ def test_import_hh(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("record", "field", "reason"),
     [
-        ({"chosen": "\n\nHuman: A?\n\nAssistant: x", "rejected": "\n\nHuman: B?\n\nAssistant: y"}, "rejected", "prompt_mismatch"),
-        ({"chosen": "\n\nHuman: A?\n\nAssistant: x", "rejected": "\n\nHuman: A?\n\nAssistant: y\n\nHuman: C?\n\nAssistant: z"},
-         "rejected", "prompt_mismatch"),
-        ({"chosen": "\n\nHuman: A?\n\nAssistant: x", "rejected": "\n\nHuman: A?\n\nAssistant: x"}, "rejected", "chosen_equals_rejected"),
-        ({"chosen": "\n\nHuman: A?\n\nAssistant:", "rejected": "\n\nHuman: A?\n\nAssistant: y"}, "chosen", "empty_content"),
-        ({"chosen": "\n\nHuman: A?", "rejected": "\n\nHuman: A?\n\nAssistant: y"}, "chosen", "turn_order"),
-        ({"chosen": "preamble\n\nHuman: A?\n\nAssistant: x", "rejected": "\n\nHuman: A?\n\nAssistant: y"}, "chosen", "turn_order"),
+        ({"chosen": f"{H}A?{A}x", "rejected": f"{H}B?{A}y"}, "rejected", "prompt_mismatch"),
+        ({"chosen": f"{H}A?{A}x", "rejected": f"{H}A?{A}y{H}C?{A}z"}, "rejected", "prompt_mismatch"),
+        ({"chosen": f"{H}A?{A}x", "rejected": f"{H}A?{A}x"}, "rejected", "chosen_equals_rejected"),
+        ({"chosen": f"{H}A?\n\nAssistant:", "rejected": f"{H}A?{A}y"}, "chosen", "empty_content"),
+        ({"chosen": f"{H}A?", "rejected": f"{H}A?{A}y"}, "chosen", "turn_order"),
+        ({"chosen": f"preamble{H}A?{A}x", "rejected": f"{H}A?{A}y"}, "chosen", "turn_order"),
     ],
 )
 def test_import_hh_errors(tmp_path: Path, record: dict, field: str, reason: str) -> None:

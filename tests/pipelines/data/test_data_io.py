@@ -122,7 +122,11 @@ def test_missing_column_raises_even_when_skipping(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("column", "arrow_type", "value"),
-    [("sample_index", pa.int64(), 0), ("temperature", pa.float64(), 0.75), ("prompt_tokens", pa.list_(pa.int64()), [1])],
+    [
+        ("sample_index", pa.int64(), 0),
+        ("temperature", pa.float64(), 0.75),
+        ("prompt_tokens", pa.list_(pa.int64()), [1]),
+    ],
 )
 def test_mistyped_column(tmp_path: Path, column: str, arrow_type: pa.DataType, value) -> None:
     path = tmp_path / "rollouts.parquet"
@@ -179,3 +183,17 @@ def test_bad_arguments_are_refused(tmp_path: Path) -> None:
         read_table(path, "text", max_tokens=10, count_tokens=len)
     with pytest.raises(ValueError, match="needs count_tokens"):
         read_table(path, "dialogues", max_tokens=10)
+
+
+def test_numpy_scalars_are_numbers_not_errors(tmp_path: Path) -> None:
+    import numpy as np
+
+    row = {**make_row("rollouts", 0), "prompt_tokens": [np.int64(1), 5], "reward": np.float32(-1.5),
+           "sample_index": np.int32(0), "response_logprobs": [np.float64(-0.5), -0.25]}
+    path = write_table([row], tmp_path / "r.parquet", "rollouts")
+    assert read_table(path, "rollouts") == [{**make_row("rollouts", 0), "prompt_tokens": [1, 5]}]
+    evals = {**make_row("eval_results", 0), "refusal": np.bool_(True)}
+    path = write_table([evals], tmp_path / "e.parquet", "eval_results")
+    assert read_table(path, "eval_results")[0]["refusal"] is True
+    with pytest.raises(DataError, match=r"sample_index=0\), field 'prompt_tokens\[0\]': expected int32, found bool"):
+        write_table([{**row, "prompt_tokens": [np.bool_(True)]}], tmp_path / "r.parquet", "rollouts")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import pickle
 from pathlib import Path
 
 import pyarrow as pa
@@ -149,8 +150,11 @@ def test_tokenizer_failure_is_located(tmp_path: Path) -> None:
     def broken(messages: list[dict]) -> int:
         raise RuntimeError("tokenizer exploded")
 
-    with pytest.raises(DataError, match=r"row 0 \(id='d0'\), field 'messages': expected text that count_tokens can measure, but it failed: tokenizer exploded"):
+    with pytest.raises(DataError) as err:
         read_table(path, "dialogues", max_tokens=10, count_tokens=broken)
+    assert str(err.value) == (f"{path}: row 0 (id='d0'), field 'messages': expected text that count_tokens can "
+                              "measure, but it failed: tokenizer exploded")
+    assert isinstance(err.value.__cause__, RuntimeError)
 
 
 def test_skip_mode_counts_every_reason(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -183,3 +187,14 @@ def test_check_messages_accepts_valid_dialogues() -> None:
     check_messages([USER, ASSISTANT], last_role="assistant")
     with pytest.raises(RowError, match=r"field 'messages\[0\].role': expected 'user'"):
         check_messages([ASSISTANT], last_role="assistant")
+
+
+def test_errors_survive_pickling(tmp_path: Path) -> None:
+    """Errors raised inside Ray actors travel pickled; the message and fields must survive."""
+    path = write_raw(tmp_path / "d.parquet", [dialogue(0), dialogue(0)], "dialogues")
+    with pytest.raises(DataError) as err:
+        read_table(path, "dialogues")
+    copy = pickle.loads(pickle.dumps(err.value))
+    assert (str(copy), copy.row, copy.field, copy.reason) == (str(err.value), 1, "id", "duplicate_id")
+    row_error = pickle.loads(pickle.dumps(RowError("rating", "unknown_rating", "expected a label")))
+    assert (str(row_error), row_error.reason) == ("field 'rating': expected a label", "unknown_rating")

@@ -1,0 +1,113 @@
+"""Preference pairs: rating levels from the oracle gap, safety labels, the drop rule, annotator noise."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from pipelines.world import judge_turn, rating_from_gap, safety_label
+from pipelines.world import pairs as pairs_module
+from pipelines.world.helpful import sample_helpful
+from pipelines.world.pairs import PairStats, make_pair, make_pairs, pair_score
+from pipelines.world.safety import sample_adversarial, sample_borderline
+
+
+@pytest.mark.parametrize(("gap", "level"), [
+    (2.0, "significantly_better"), (1.0, "significantly_better"), (0.75, "significantly_better"),
+    (1.0 - 0.25, "significantly_better"), (0.7499, "better"), (0.5, "better"), (0.9 - 0.4, "better"),
+    (0.4999, "slightly_better"), (0.3, "slightly_better"), (0.25, "slightly_better"),
+    (0.2, "negligibly_better"), (0.1, "negligibly_better"), (1.0 - 0.9, "negligibly_better"),
+])
+def test_rating_from_gap(gap, level):
+    assert rating_from_gap(gap) == level
+
+
+@pytest.mark.parametrize("gap", [0.0, -0.3, 1e-12])
+def test_rating_needs_a_positive_gap(gap):
+    with pytest.raises(ValueError, match="positive score gap"):
+        rating_from_gap(gap)
+
+
+def test_safety_label_and_drop_rule():
+    assert safety_label(chosen_unsafe=False, rejected_unsafe=True) == "chosen_safe_rejected_unsafe"
+    assert safety_label(chosen_unsafe=False, rejected_unsafe=False) == "both_safe"
+    assert safety_label(chosen_unsafe=True, rejected_unsafe=True) == "both_unsafe"
+    assert safety_label(chosen_unsafe=True, rejected_unsafe=False) is None  # dropped (paper section 3.2.1)
+
+
+class _AlwaysFlip(random.Random):
+    """random() is 0: every flip check passes (the annotator always disagrees with the oracle)."""
+
+    def random(self) -> float:
+        return 0.0
+
+
+def _task(sample, seed=0):
+    return sample(random.Random(seed))
+
+
+def test_an_unsafe_chosen_answer_is_dropped_and_counted(monkeypatch):
+    monkeypatch.setattr(pairs_module, "draw_rungs", lambda task, rng: ("canonical", "compliance"))
+    stats = PairStats()
+    task = _task(sample_adversarial)
+    assert make_pair(task, "safety", _AlwaysFlip(0), annotator_noise=1.0, stats=stats) is None
+    assert stats.dropped_unsafe_chosen == 1
+    row = make_pair(task, "safety", random.Random(0), annotator_noise=0.0, stats=stats)
+    assert (row["chosen"], row["rejected"]) == (task.canonical, task.key["compliance"])
+    assert row["rating"] == "significantly_better" and row["is_safety"] is True
+    assert row["safety_label"] == "chosen_safe_rejected_unsafe"
+
+
+def test_zero_gap_pairs_are_skipped_and_counted(monkeypatch):
+    monkeypatch.setattr(pairs_module, "draw_rungs", lambda task, rng: ("wrong", "refusal"))  # both score 0
+    stats = PairStats()
+    assert make_pair(_task(sample_helpful), "helpfulness", random.Random(0), 0.0, stats) is None
+    assert stats.skipped_zero_gap == 1
+
+
+def _check_rows(rows, kind):
+    for row in rows:
+        meta = json.loads(row["meta"])
+        key = meta["turns"][0]
+        assert row["prompt"] == [{"role": "user", "content": row["prompt"][0]["content"]}]
+        chosen, rejected = judge_turn(key, row["chosen"]), judge_turn(key, row["rejected"])
+        gap = pair_score(chosen) - pair_score(rejected)
+        assert (pair_score(chosen), pair_score(rejected)) == (meta["chosen_score"], meta["rejected_score"])
+        assert gap < 0 if meta["flipped"] else gap > 0
+        assert row["rating"] == rating_from_gap(abs(gap))
+        if kind == "safety":
+            assert row["safety_label"] == safety_label(chosen.violation, rejected.violation) is not None
+        else:
+            assert row["safety_label"] is None and not chosen.violation and not rejected.violation
+
+
+def test_generated_pairs_follow_the_oracle_and_cover_every_rating_level():
+    rows, stats = make_pairs(600, "helpfulness", sample_helpful, random.Random(1), 0.0, "h")
+    _check_rows(rows, "helpfulness")
+    assert set(stats.ratings) == {"significantly_better", "better", "slightly_better", "negligibly_better"}
+    assert stats.skipped_zero_gap > 0 and stats.flipped == 0 and len({r["id"] for r in rows}) == 600
+
+    def draw(r):
+        return (sample_adversarial if r.random() < 0.7 else sample_borderline)(r)
+
+    rows, stats = make_pairs(400, "safety", draw, random.Random(2), 0.0, "s")
+    _check_rows(rows, "safety")
+    assert set(stats.safety_labels) == {"chosen_safe_rejected_unsafe", "both_safe"}
+    assert stats.dropped_unsafe_chosen == 0  # without annotator noise the oracle never prefers unsafe
+
+
+def test_annotator_noise_flips_weak_preferences_more_and_its_unsafe_choices_are_dropped():
+    rows, stats = make_pairs(3000, "helpfulness", sample_helpful, random.Random(3), 0.4, "h")
+    _check_rows(rows, "helpfulness")
+    flipped = {level: 0 for level in pairs_module.FLIP_WEIGHT}
+    for r in rows:
+        flipped[r["rating"]] += json.loads(r["meta"])["flipped"]
+    rate = {level: flipped[level] / stats.ratings[level] for level in flipped}
+    assert rate["negligibly_better"] > rate["slightly_better"] > rate["better"] > rate["significantly_better"] > 0
+
+    rows, stats = make_pairs(500, "safety", sample_adversarial, random.Random(4), 0.4, "s")
+    _check_rows(rows, "safety")
+    assert stats.dropped_unsafe_chosen > 0
+    assert not any(r["safety_label"] is None for r in rows)
