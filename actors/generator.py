@@ -69,10 +69,14 @@ class Generator:
         t0 = time.perf_counter()
         self.cfg = cfg
         self.expected = _checkpoint_shapes(model_path)
+        # An explicit KV-cache size when given: on CPU a utilisation fraction is measured against
+        # node memory minus this process's RSS and fails in busy processes (actors/config.py).
+        memory = ({"kv_cache_memory_bytes": cfg.kv_cache_bytes} if cfg.kv_cache_bytes > 0
+                  else {"gpu_memory_utilization": cfg.gpu_memory_utilization})
         self.llm = LLM(
             model=model_path, skip_tokenizer_init=True, dtype=cfg.dtype, max_model_len=cfg.max_model_len,
-            gpu_memory_utilization=cfg.gpu_memory_utilization, enforce_eager=cfg.enforce_eager,
-            distributed_executor_backend="uni", seed=cfg.seed + ctx.rank, worker_extension_cls=EXTENSION,
+            enforce_eager=cfg.enforce_eager, distributed_executor_backend="uni", seed=cfg.seed + ctx.rank,
+            worker_extension_cls=EXTENSION, **memory,
         )
         self.vocab = self.llm.llm_engine.model_config.get_vocab_size()
         self.version = 0
@@ -88,7 +92,9 @@ class Generator:
 
         _check_prompts(prompt_token_ids, self.vocab, self.cfg.max_model_len, index_offset)
         if sampling.temperature == 0 and sampling.n != 1:
-            raise ValueError(f"generate: temperature 0 (greedy) with n={sampling.n}; greedy samples are identical, use n=1")
+            raise ValueError(
+                f"generate: temperature 0 (greedy) with n={sampling.n}; greedy samples are identical, use n=1"
+            )
         params = [
             SamplingParams(
                 n=sampling.n, temperature=sampling.temperature, top_p=sampling.top_p,
@@ -113,7 +119,9 @@ class Generator:
         shapes = {k: tuple(v.shape) for k, v in named_tensors.items()}
         if shapes.keys() != self.expected.keys():
             missing, extra = sorted(self.expected.keys() - shapes.keys()), sorted(shapes.keys() - self.expected.keys())
-            raise ValueError(f"load_weights: tensor names differ from the checkpoint: missing {missing[:5]}, unexpected {extra[:5]}")
+            raise ValueError(
+                f"load_weights: tensor names differ from the checkpoint: missing {missing[:5]}, unexpected {extra[:5]}"
+            )
         wrong = [k for k in shapes if shapes[k] != self.expected[k]]
         if wrong:
             k = wrong[0]

@@ -59,6 +59,8 @@ def setup_rank(ctx: RankContext) -> None:
     torch.set_num_threads(ctx.torch_threads)
     if ctx.backend is None or torch.distributed.is_initialized():
         return
+    if ctx.backend == "nccl":
+        torch.cuda.set_device(0)  # Ray's CUDA_VISIBLE_DEVICES shows each rank only its own GPU(s)
     os.environ["MASTER_ADDR"] = ctx.master_addr
     os.environ["MASTER_PORT"] = str(ctx.master_port)
     os.environ["RANK"] = str(ctx.rank)

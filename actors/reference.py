@@ -57,4 +57,6 @@ class Reference:
 
     def _require_kind(self, kind: str, method: str) -> None:
         if self.cfg.model_kind != kind:
-            raise ValueError(f"Reference.{method} needs model_kind {kind!r}; this reference holds {self.cfg.model_kind!r}")
+            raise ValueError(
+                f"Reference.{method} needs model_kind {kind!r}; this reference holds {self.cfg.model_kind!r}"
+            )

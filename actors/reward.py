@@ -18,7 +18,7 @@ from ray.actor import ActorHandle
 from actors.config import RewardConfig, ScorerConfig
 from actors.scorers import ScoreRequest, build_scorer
 
-__all__ = ["RewardActor", "start_reward_actor"]
+__all__ = ["RewardActor", "ScoreRequest", "start_reward_actor"]
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,7 @@ returning at least "reward" (one float per request) and, where defined, "helpful
 - function: a Python callable `fn(requests: list[ScoreRequest], **extra) -> list[float]` (here).
 - http:     a remote service (actors/http_scorer.py, protocol in docs/reward_http.md).
 
-Scorer modules are imported when a scorer of their kind is built, so a function or HTTP reward
-actor never loads torch or a model.
+Scorer modules are imported only when a scorer of their kind is built.
 """
 from __future__ import annotations
 

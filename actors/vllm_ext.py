@@ -23,7 +23,8 @@ class WeightReloadExtension:
     def reload_from_tensors(self, named_tensors: dict[str, torch.Tensor]) -> int:
         """Load every tensor (HF Llama names) into the running model; returns how many were given."""
         if not isinstance(named_tensors, dict) or not named_tensors:
-            raise ValueError(f"reload_from_tensors: expected a non-empty dict of HF-named tensors, got {type(named_tensors).__name__}")
+            got = type(named_tensors).__name__
+            raise ValueError(f"reload_from_tensors: expected a non-empty dict of HF-named tensors, got {got}")
         self.model_runner.reload_weights(weights_iterator=iter(named_tensors.items()))  # type: ignore[attr-defined]
         log.info("reloaded %d tensors in place", len(named_tensors))
         return len(named_tensors)

@@ -50,7 +50,16 @@ def generator_pool(cfg: Config, model_path: Path | str, seed_offset: int = 0):
 
     gcfg: GeneratorConfig = replace(cfg.resources.generator, max_model_len=cfg.model.max_seq_len,
                                     seed=cfg.seed + seed_offset)
-    return GeneratorPool(gcfg.num_engines, gcfg, str(model_path))
+    return GeneratorPool(gcfg, str(model_path))
+
+
+def reference_group(cfg: Config, init_path: Path | str) -> ActorGroup:
+    """The frozen reference policy pi_0 (no optimizer, no process group)."""
+    from actors.reference import Reference
+
+    lcfg = LearnerConfig(init_path=str(init_path), model_kind="lm", resources=cfg.resources.reference,
+                         dtype=cfg.model.dtype, autocast_bf16=cfg.model.autocast_bf16, seed=cfg.seed)
+    return ActorGroup(Reference, cfg.resources.reference, init_kwargs={"cfg": lcfg}, name="reference", backend=None)
 
 
 class NullMetrics:
@@ -208,7 +217,7 @@ def prompt_fits(tok: Tokenizer, messages: list[dict], max_prompt_len: int) -> bo
 
 def reward_actor(cfg: Config, run: RunDir):
     """The reward role with the scorer chosen by `reward=...`; empty RM paths mean this run's RMs."""
-    from actors.reward import RewardActor
+    from actors.reward import start_reward_actor
 
     scorer = replace(cfg.reward.scorer)
     if scorer.kind == "llama2":
@@ -216,14 +225,7 @@ def reward_actor(cfg: Config, run: RunDir):
         scorer.safety_path = scorer.safety_path or str(run.require(run.checkpoint("rm_safety"), "reward_models"))
     elif scorer.kind == "learned" and not scorer.path:
         scorer.path = str(run.require(run.checkpoint("rm_helpfulness"), "reward_models"))
-    remote = ray_remote(RewardActor).options(num_cpus=cfg.reward.num_cpus, num_gpus=cfg.reward.num_gpus)
-    return remote.remote(scorer)
-
-
-def ray_remote(cls):
-    import ray
-
-    return ray.remote(cls)
+    return start_reward_actor(replace(cfg.reward, scorer=scorer))
 
 
 def score_requests(prompt_rows: Sequence[dict], completions: Sequence[Sequence[Completion]],

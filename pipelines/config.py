@@ -14,15 +14,11 @@ from __future__ import annotations
 import dataclasses
 import typing
 from dataclasses import dataclass, field
+
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
-from actors.config import (
-    GeneratorConfig,
-    OptimConfig,
-    ResourceConfig,
-    RewardConfig,
-)
+from actors.config import GeneratorConfig, OptimConfig, ResourceConfig, RewardConfig
 from pipelines.world.config import BundleConfig
 
 # The stages in pipeline order (DESIGN.md "Stages"); `pipeline=llama2` runs all of them.
@@ -50,6 +46,7 @@ class ModelConfig:
     max_seq_len: int = 512      # context length used for training and generation (paper: 4096)
     dtype: str = "float32"      # float32 | bfloat16 parameters
     autocast_bf16: bool = False
+    parallel: str = "ddp"       # learner data parallelism: ddp | fsdp (sharded; needed from 7B on)
 
 
 @dataclass
@@ -61,8 +58,8 @@ class ResourcesConfig:
     reference: ResourceConfig = field(default_factory=lambda: ResourceConfig(num_cpus=0.25))
     reward_model: ResourceConfig = field(default_factory=ResourceConfig)  # RM learner (reward_models stage)
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
-    ray_address: str = ""       # empty: start a local Ray; "auto": join the cluster this runs on
-    num_cpus: int | None = None  # local Ray only: CPUs to give ray.init (None: all)
+    ray_address: str = ""        # empty: ray.init()'s default (RAY_ADDRESS, else a new local Ray)
+    num_cpus: int | None = None  # a new local Ray only: CPUs it may use (None: all)
 
 
 @dataclass
@@ -85,9 +82,10 @@ class FilesDataConfig:
 # The world bundle's knobs, typed and defaulted by pipelines.world.config.BundleConfig itself (its
 # single home). BundleConfig is frozen, which OmegaConf turns into a read-only node that overrides
 # cannot change; this mutable twin has the same fields, types and defaults.
+_BUNDLE_TYPES = typing.get_type_hints(BundleConfig)
 WorldConfig = dataclasses.make_dataclass(
     "WorldConfig",
-    [(f.name, typing.get_type_hints(BundleConfig)[f.name], field(default=f.default)) for f in dataclasses.fields(BundleConfig)],
+    [(f.name, _BUNDLE_TYPES[f.name], field(default=f.default)) for f in dataclasses.fields(BundleConfig)],
 )
 WorldConfig.__module__ = __name__
 
@@ -116,7 +114,7 @@ class LoggingConfig:
     """TensorBoard and console logging (conf/logging/)."""
 
     tensorboard: bool = True
-    log_dir: str = "${run_dir}/tb"  # pipelines.rundir.RunDir.tb
+    log_dir: str = ""                # empty: run_dir/tb (pipelines.rundir.RunDir.tb)
     flush_secs: int = 10
     log_every: int = 1               # steps between scalar writes
     text_samples: int = 4            # sampled dialogues written as text per evaluation / iteration
@@ -158,7 +156,7 @@ class RewardModelConfig:
 
     epochs: int = 1
     batch_size: int = 32    # pairs per step (paper: 512)
-    margin: str = "small"   # small: 1, 2/3, 1/3, 0 | large: 3, 2, 1, 0 (paper Table 27)
+    margin: str = "small"   # algorithms.MARGINS: small 1, 2/3, 1/3, 0 | large 3, 2, 1, 0 (LLAMA2_SPEC.md s.6)
     aux_weight: float = 1.0  # safety RM's auxiliary safe/unsafe loss weight (formula not stated)
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=5e-5, warmup_ratio=0.03, warmup_steps=5))
     helpful_safety_mix: float = 1.0         # helpfulness RM: safety+open data = this x helpfulness data
@@ -179,6 +177,8 @@ class RejectionSamplingConfig:
     batch_size: int = 16
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=5e-5))
     keep_all_rounds: bool = True  # train on the best samples of all rounds (from the paper's 4th iteration on)
+    probe_temperatures: list[float] = field(default_factory=lambda: [0.7, 1.0, 1.3])  # reward-by-temperature log
+    probe_prompts: int = 32       # prompts sampled at each probe temperature per round
 
 
 @dataclass
@@ -218,6 +218,7 @@ class GAttConfig:
     temperature: float = 0.7
     max_prompt_len: int = 320
     max_new_tokens: int = 48
+    seq_len: int = 512            # packing length of the training dialogues
     epochs: int = 1
     batch_size: int = 16
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-5))
@@ -232,6 +233,7 @@ class ContextDistillConfig:
     temperature: float = 0.7
     max_prompt_len: int = 192
     max_new_tokens: int = 64
+    seq_len: int = 256            # packing length of the training dialogues
     epochs: int = 1
     batch_size: int = 16
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-5))
@@ -244,6 +246,9 @@ class EvalConfig:
     prompts_per_kind: int = 100
     turns: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
     rm_win_rate_against: str = "sft"  # checkpoint name the win rate is measured against
+    rm_win_rate: bool = True          # needs a reward scorer (reward=llama2: this run's RMs)
+    checkpoints: list[str] = field(default_factory=list)  # names under run_dir/checkpoints or paths; empty: every stage's
+    dialogues: int = 60               # multi-turn constraint dialogues (adherence by turn)
     temperature: float = 0.0          # 0 = greedy
     max_prompt_len: int = 384
     max_new_tokens: int = 64

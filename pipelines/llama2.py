@@ -37,6 +37,21 @@ def stage_hash(cfg: Config, stage: str) -> str:
     return config_hash(sections)
 
 
+def ensure_ray(cfg: Config) -> None:
+    """Join the configured Ray cluster, or start a local one (2 cores: everything colocated)."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True}
+    if cfg.resources.ray_address:
+        kwargs["address"] = cfg.resources.ray_address
+    elif cfg.resources.num_cpus is not None:
+        kwargs["num_cpus"] = cfg.resources.num_cpus
+    # actors import the project by module name: ship the working directory only to a remote cluster
+    ray.init(**kwargs)
+
+
 def run_stage(cfg: Config, run: RunDir, stage: str, *, skip_done: bool) -> dict[str, Any]:
     h = stage_hash(cfg, stage)
     if skip_done and run.is_done(stage, h):
@@ -45,6 +60,8 @@ def run_stage(cfg: Config, run: RunDir, stage: str, *, skip_done: bool) -> dict[
     started = time.time()
     inputs = {"run_dir": str(run.root), "config": {k: _plain(cfg).get(k) for k in (stage, *SHARED_SECTIONS)}}
     log.info("stage %s: start", stage)
+    if stage != "data":
+        ensure_ray(cfg)
     run.write_manifest(stage, status="running", cfg_hash=h, inputs=inputs, outputs={}, started=started)
     try:
         metrics = stage_module(stage).run(cfg, run)

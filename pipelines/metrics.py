@@ -25,8 +25,9 @@ T = TypeVar("T")
 
 
 def _tag(stage: str, name: str) -> str:
-    if not stage or "/" in stage:
-        raise ValueError(f"metrics: stage must be a non-empty name without '/', got {stage!r}")
+    # a stage may name a sub-phase ("reward_models/rm_safety"), but never an empty path segment
+    if not stage or "" in stage.split("/"):
+        raise ValueError(f"metrics: stage must be non-empty names joined by single '/', got {stage!r}")
     if not name:
         raise ValueError(f"metrics: empty metric name for stage {stage!r}")
     return f"{stage}/{name}"
@@ -117,6 +118,6 @@ def progress_enabled() -> bool:
     return sys.stderr.isatty()
 
 
-def progress(iterable: Iterable[T], desc: str, total: int | None = None) -> Iterable[T]:
-    """`tqdm` over `iterable`, disabled when stderr is not a TTY or the CI variable is set."""
-    return tqdm(iterable, desc=desc, total=total, disable=not progress_enabled(), dynamic_ncols=True)
+def progress(iterable: Iterable[T], desc: str, total: int | None = None, enabled: bool = True) -> Iterable[T]:
+    """`tqdm` over `iterable`; off when `enabled` is False (logging.progress), stderr is not a TTY, or CI is set."""
+    return tqdm(iterable, desc=desc, total=total, disable=not (enabled and progress_enabled()), dynamic_ncols=True)

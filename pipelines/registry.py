@@ -1,18 +1,18 @@
-"""Stage name -> runner, and what `llama2-rlhf` runs for a composed config.
+"""What `llama2-rlhf` runs for a composed config: one stage (`stage=`) or a pipeline (`pipeline=`).
 
-Stage drivers live in `pipelines/stages/<name>.py` and expose `run(cfg: Config, run: RunDir) -> dict`
-(their metrics). They are imported lazily, so composing and validating a config never loads Ray or
-vLLM. A stage without a driver module raises NotImplementedError naming it.
+`STAGES` maps every stage name to a runner; each goes through `pipelines.llama2.run_stage`, which
+imports the driver `pipelines/stages/<name>.py` lazily and writes the stage's manifest around it.
+A stage named on the command line always runs (a finished manifest is redone); a pipeline skips
+finished stages and so resumes where it stopped (`pipelines.llama2.run_pipeline`).
 """
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Callable
-from types import ModuleType
 from typing import Any
 
-from pipelines.config import PIPELINES, STAGE_ORDER, Config
+from pipelines.config import STAGE_ORDER, Config
+from pipelines.llama2 import run_pipeline, run_stage
 from pipelines.rundir import RunDir
 
 log = logging.getLogger(__name__)
@@ -20,46 +20,21 @@ log = logging.getLogger(__name__)
 StageRunner = Callable[[Config], dict[str, Any]]
 
 
-def _import_if_present(module_name: str) -> ModuleType | None:
-    """The module, or None if that module itself does not exist (errors inside it propagate)."""
-    try:
-        return importlib.import_module(module_name)
-    except ModuleNotFoundError as e:
-        if e.name is not None and (module_name == e.name or module_name.startswith(e.name + ".")):
-            return None
-        raise
-
-
-def _driver_stage(name: str) -> StageRunner:
+def _stage_runner(name: str) -> StageRunner:
     def run(cfg: Config) -> dict[str, Any]:
-        module_name = f"pipelines.stages.{name}"
-        module = _import_if_present(module_name)
-        if module is None:
-            raise NotImplementedError(f"stage {name} is not implemented yet (no module {module_name})")
-        return module.run(cfg, RunDir.create(cfg.run_dir))
+        return run_stage(cfg, RunDir.create(cfg.run_dir), name, skip_done=False)
 
+    run.__name__ = f"run_{name}"
     return run
 
 
-STAGES: dict[str, StageRunner] = {name: _driver_stage(name) for name in STAGE_ORDER}
+STAGES: dict[str, StageRunner] = {name: _stage_runner(name) for name in STAGE_ORDER}
 
 
-def run_config(cfg: Config) -> dict[str, dict[str, Any]]:
-    """Run the configured pipeline or single stage; returns each stage's metrics by stage name.
-
-    A pipeline module `pipelines.<name>` with `run(cfg)` (manifests, resume) takes over when it
-    exists; otherwise the pipeline's stages run in order.
-    """
+def run_config(cfg: Config) -> dict[str, Any]:
+    """Run the configured pipeline (its report) or single stage (its metrics)."""
     if cfg.pipeline is not None:
-        module = _import_if_present(f"pipelines.{cfg.pipeline}")
-        if module is not None and hasattr(module, "run"):
-            return module.run(cfg)
-        stages = PIPELINES[cfg.pipeline]
-    else:
-        stages = (cfg.stage,)
-    results: dict[str, dict[str, Any]] = {}
-    for name in stages:
-        log.info("stage %s: start", name)
-        results[name] = STAGES[name](cfg)
-        log.info("stage %s: done %s", name, results[name])
-    return results
+        return run_pipeline(cfg, cfg.pipeline)
+    if cfg.stage is None:
+        raise ValueError("nothing to run: set stage=<name> or pipeline=llama2")
+    return STAGES[cfg.stage](cfg)

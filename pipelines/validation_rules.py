@@ -12,21 +12,27 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from actors.config import GeneratorConfig, OptimConfig, ResourceConfig
+from actors.config import GeneratorConfig, OptimConfig, ResourceConfig, ScorerConfig
 from algorithms import KL_KINDS, MARGINS
 from pipelines.config import Config, world_bundle_config
 
 PLACEMENT_STRATEGIES = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
 DTYPES = ("float32", "bfloat16")
+PARALLEL = ("ddp", "fsdp")
 SCHEDULES = ("cosine", "constant")
 PREPROMPTS = ("generic", "template")
 DATA_SOURCES = ("world", "files")
 FILE_FORMATS = ("auto", "parquet", "jsonl", "hh")
 # Stages that call the reward role; the scorer's files, function or URL must be usable for them.
 SCORING_STAGES = ("rejection_sampling", "ppo", "context_distillation", "evaluate")
-# SentencePiece byte fallback needs the 256 byte pieces plus unk/bos/eos (LLAMA2_SPEC.md section 2).
-MIN_VOCAB = 259 + 1
-# data=files: the inputs each stage reads.
+# SentencePiece byte fallback needs the 256 byte pieces plus unk/bos/eos (LLAMA2_SPEC.md section 2),
+# and BPE at least one learned piece on top.
+MIN_VOCAB = 256 + 3 + 1
+# The inputs each scorer kind reads (ScorerConfig fields).
+SCORER_INPUTS = {"learned": ("path",), "llama2": ("helpfulness_path", "safety_path"),
+                 "function": ("target",), "http": ("url",)}
+# data=files: every list of paths, and the ones each stage reads.
+FILE_FIELDS = ("pretrain_text", "sft", "helpfulness_pairs", "safety_pairs", "prompts", "eval_prompts")
 FILE_INPUTS = {
     "pretrain": ("pretrain_text",),
     "sft": ("sft",),
@@ -46,6 +52,10 @@ def _choice(key: str, value: str, choices: tuple[str, ...]) -> list[str]:
 def _positive(key: str, value: float, allow_zero: bool = False) -> list[str]:
     ok = value >= 0 if allow_zero else value > 0
     return [] if ok else [f"{key}: must be {'>= 0' if allow_zero else '> 0'}, got {value}"]
+
+
+def _all_positive(section: str, obj: object, names: tuple[str, ...], allow_zero: bool = False) -> list[str]:
+    return [p for name in names for p in _positive(f"{section}.{name}", getattr(obj, name), allow_zero)]
 
 
 def _in_unit(key: str, value: float, open_low: bool = False) -> list[str]:
@@ -68,9 +78,8 @@ def _divides(key: str, value: int, ranks: int, ranks_key: str) -> list[str]:
 
 
 def _check_resource(key: str, r: ResourceConfig) -> list[str]:
-    out = _positive(f"{key}.num_workers", r.num_workers) + _positive(f"{key}.torch_threads", r.torch_threads)
-    out += _positive(f"{key}.num_cpus", r.num_cpus, allow_zero=True)
-    out += _positive(f"{key}.num_gpus", r.num_gpus, allow_zero=True)
+    out = _all_positive(key, r, ("num_workers", "torch_threads"))
+    out += _all_positive(key, r, ("num_cpus", "num_gpus"), allow_zero=True)
     if r.num_gpus > 1 and r.num_gpus != int(r.num_gpus):
         out.append(f"{key}.num_gpus: Ray accepts fractions only below 1, got {r.num_gpus}")
     if r.num_cpus == 0 and r.num_gpus == 0:
@@ -79,8 +88,8 @@ def _check_resource(key: str, r: ResourceConfig) -> list[str]:
 
 
 def _check_generator(key: str, g: GeneratorConfig, max_seq_len: int) -> list[str]:
-    out = _positive(f"{key}.num_engines", g.num_engines) + _positive(f"{key}.max_model_len", g.max_model_len)
-    out += _positive(f"{key}.num_cpus", g.num_cpus, allow_zero=True) + _positive(f"{key}.num_gpus", g.num_gpus, True)
+    out = _all_positive(key, g, ("num_engines", "max_model_len"))
+    out += _all_positive(key, g, ("num_cpus", "num_gpus"), allow_zero=True)
     out += _in_unit(f"{key}.gpu_memory_utilization", g.gpu_memory_utilization, open_low=True)
     out += _choice(f"{key}.dtype", g.dtype, DTYPES)
     if g.max_model_len > max_seq_len:
@@ -89,9 +98,9 @@ def _check_generator(key: str, g: GeneratorConfig, max_seq_len: int) -> list[str
 
 
 def _check_optim(key: str, o: OptimConfig) -> list[str]:
-    out = _positive(f"{key}.lr", o.lr) + _positive(f"{key}.eps", o.eps)
-    out += _positive(f"{key}.weight_decay", o.weight_decay, True) + _positive(f"{key}.grad_clip", o.grad_clip, True)
-    out += _positive(f"{key}.warmup_steps", o.warmup_steps, True) + _in_unit(f"{key}.min_lr_ratio", o.min_lr_ratio)
+    out = _all_positive(key, o, ("lr", "eps"))
+    out += _all_positive(key, o, ("weight_decay", "grad_clip", "warmup_steps"), allow_zero=True)
+    out += _in_unit(f"{key}.min_lr_ratio", o.min_lr_ratio)
     out += _choice(f"{key}.schedule", o.schedule, SCHEDULES)
     if not 0 <= o.warmup_ratio < 1:
         out.append(f"{key}.warmup_ratio: must be in [0, 1), got {o.warmup_ratio}")
@@ -114,7 +123,7 @@ def _check_model(cfg: Config, run_dir: Path) -> list[str]:
 
     m = cfg.model
     out = _choice("model.size", m.size, tuple(SIZES)) + _choice("model.dtype", m.dtype, DTYPES)
-    out += _positive("model.max_seq_len", m.max_seq_len)
+    out += _positive("model.max_seq_len", m.max_seq_len) + _choice("model.parallel", m.parallel, PARALLEL)
     if m.size != "tiny" and not m.init_path:
         out.append(f"model.init_path: is required for size {m.size!r} (set model.init_path=<HF checkpoint dir>)")
     if m.init_path:
@@ -130,46 +139,53 @@ def _check_resources(cfg: Config) -> list[str]:
     for name in ("policy", "critic", "reference", "reward_model"):
         out += _check_resource(f"resources.{name}", getattr(r, name))
     out += _check_generator("resources.generator", r.generator, cfg.model.max_seq_len)
-    out += _positive("reward.num_cpus", cfg.reward.num_cpus, True) + _positive("reward.num_gpus", cfg.reward.num_gpus, True)
+    out += _positive("reward.num_cpus", cfg.reward.num_cpus, allow_zero=True)
+    out += _positive("reward.num_gpus", cfg.reward.num_gpus, allow_zero=True)
     if r.num_cpus is not None:
         out += _positive("resources.num_cpus", r.num_cpus)
     return out
 
 
-def _check_reward(cfg: Config, stages: list[str], run_dir: Path) -> list[str]:
-    from actors.scorers import SCORER_KINDS, resolve_function
-
-    s = cfg.reward.scorer
-    out = _choice("reward.scorer.kind", s.kind, tuple(SCORER_KINDS)) + _positive("reward.scorer.batch_size", s.batch_size)
-    out += _in_unit("reward.scorer.safety_threshold", s.safety_threshold)
-    if out or not any(st in SCORING_STAGES for st in stages):
-        return out
-    required = {"learned": ("path",), "llama2": ("helpfulness_path", "safety_path"),
-                "function": ("target",), "http": ("url",)}[s.kind]
-    for name in required:
-        if not getattr(s, name):
-            out.append(f"reward.scorer.{name}: is required for reward.scorer.kind={s.kind}")
-    if out:
-        return out
+def _check_scorer_source(s: ScorerConfig, run_dir: Path) -> list[str]:
+    """The files, function or URL the scorer reads from must be usable."""
+    missing = [f"reward.scorer.{name}: is required for reward.scorer.kind={s.kind}"
+               for name in SCORER_INPUTS[s.kind] if not getattr(s, name)]
+    if missing:
+        return missing
+    out: list[str] = []
     if s.kind in ("learned", "llama2"):
-        for name in required:
+        for name in SCORER_INPUTS[s.kind]:
             out += _user_path(f"reward.scorer.{name}", getattr(s, name), run_dir)
     elif s.kind == "function":
+        from actors.scorers import resolve_function
+
         try:
             resolve_function(s.target)
         except (ImportError, AttributeError, TypeError, ValueError) as e:
             out.append(f"reward.scorer.target: {e}")
-    else:
+    elif s.kind == "http":
         if not s.url.startswith(("http://", "https://")):
             out.append(f"reward.scorer.url: expected an http:// or https:// URL, got {s.url!r}")
-        out += _positive("reward.scorer.timeout_s", s.timeout_s) + _positive("reward.scorer.retries", s.retries, True)
+        out += _positive("reward.scorer.timeout_s", s.timeout_s)
+        out += _positive("reward.scorer.retries", s.retries, allow_zero=True)
     return out
+
+
+def _check_reward(cfg: Config, stages: list[str], run_dir: Path) -> list[str]:
+    from actors.scorers import SCORER_KINDS
+
+    s = cfg.reward.scorer
+    out = _choice("reward.scorer.kind", s.kind, SCORER_KINDS) + _positive("reward.scorer.batch_size", s.batch_size)
+    out += _in_unit("reward.scorer.safety_threshold", s.safety_threshold)
+    if out or not any(st in SCORING_STAGES for st in stages):
+        return out
+    return _check_scorer_source(s, run_dir)
 
 
 def _check_data(cfg: Config, stages: list[str], run_dir: Path) -> list[str]:
     d = cfg.data
     out = _choice("data.source", d.source, DATA_SOURCES) + _choice("data.files.format", d.files.format, FILE_FORMATS)
-    if d.source != "files":
+    if d.source == "world":
         scale = _positive("data.world_scale", d.world_scale)
         try:
             if not scale:
@@ -177,13 +193,16 @@ def _check_data(cfg: Config, stages: list[str], run_dir: Path) -> list[str]:
         except ValueError as e:
             scale.append(str(e))
         return out + scale
-    for name in sorted({n for st in stages for n in FILE_INPUTS.get(st, ())}):
-        if name == "pretrain_text" and cfg.model.init_path:
-            continue  # a pretrained checkpoint needs no pretraining text
+    needed: dict[str, str] = {}  # input -> the first stage that reads it
+    for stage in stages:
+        for name in FILE_INPUTS.get(stage, ()):
+            needed.setdefault(name, stage)
+    if cfg.model.init_path:
+        needed.pop("pretrain_text", None)  # a pretrained checkpoint needs no pretraining text
+    for name, stage in needed.items():
         if not getattr(d.files, name):
-            out.append(f"data.files.{name}: is required with data=files for stage "
-                       f"{[st for st in stages if name in FILE_INPUTS.get(st, ())][0]}")
-    for name in FILE_INPUTS["pretrain"] + FILE_INPUTS["sft"] + FILE_INPUTS["reward_models"] + ("prompts", "eval_prompts"):
+            out.append(f"data.files.{name}: is required with data=files for stage {stage}")
+    for name in FILE_FIELDS:
         for i, path in enumerate(getattr(d.files, name)):
             out += _user_path(f"data.files.{name}[{i}]", path, run_dir)
     return out
@@ -191,7 +210,7 @@ def _check_data(cfg: Config, stages: list[str], run_dir: Path) -> list[str]:
 
 def _check_logging(cfg: Config) -> list[str]:
     lg = cfg.logging
-    out = _positive("logging.flush_secs", lg.flush_secs) + _positive("logging.log_every", lg.log_every)
+    out = _all_positive("logging", lg, ("flush_secs", "log_every"))
     out += _positive("logging.text_samples", lg.text_samples, allow_zero=True)
     levels = tuple(n for n in logging.getLevelNamesMapping() if n != "NOTSET")
     return out + _choice("logging.level", lg.level, levels)
@@ -219,9 +238,10 @@ def _check_seq_len(key: str, seq_len: int, cfg: Config) -> list[str]:
 def _check_pretrain(cfg: Config) -> list[str]:
     p = cfg.pretrain
     out = _check_training("pretrain", p.batch_size, 1, p.optim, cfg) + _check_seq_len("pretrain.seq_len", p.seq_len, cfg)
-    out += _positive("pretrain.steps", p.steps) + _positive("pretrain.eval_every", p.eval_every)
+    out += _all_positive("pretrain", p, ("steps", "eval_every"))
     if p.vocab_size < MIN_VOCAB:
-        out.append(f"pretrain.vocab_size: must be >= {MIN_VOCAB} (256 byte-fallback pieces + specials), got {p.vocab_size}")
+        out.append(f"pretrain.vocab_size: must be >= {MIN_VOCAB} (256 byte-fallback pieces, unk/bos/eos, "
+                   f"one learned piece), got {p.vocab_size}")
     return out
 
 
@@ -236,8 +256,8 @@ def _check_sft(cfg: Config) -> list[str]:
 def _check_reward_models(cfg: Config) -> list[str]:
     r = cfg.reward_models
     out = _check_training("reward_models", r.batch_size, r.epochs, r.optim, cfg, role="reward_model")
-    out += _choice("reward_models.margin", r.margin, tuple(MARGINS)) + _positive("reward_models.aux_weight", r.aux_weight, True)
-    out += _positive("reward_models.helpful_safety_mix", r.helpful_safety_mix, True)
+    out += _choice("reward_models.margin", r.margin, tuple(MARGINS))
+    out += _all_positive("reward_models", r, ("aux_weight", "helpful_safety_mix"), allow_zero=True)
     if not 0 <= r.safety_helpful_fraction < 1:
         out.append(f"reward_models.safety_helpful_fraction: must be in [0, 1), got {r.safety_helpful_fraction}")
     return out
@@ -246,8 +266,7 @@ def _check_reward_models(cfg: Config) -> list[str]:
 def _check_rejection_sampling(cfg: Config) -> list[str]:
     rs = cfg.rejection_sampling
     out = _check_training("rejection_sampling", rs.batch_size, rs.epochs, rs.optim, cfg)
-    out += _positive("rejection_sampling.rounds", rs.rounds) + _positive("rejection_sampling.k", rs.k)
-    out += _positive("rejection_sampling.prompts_per_round", rs.prompts_per_round)
+    out += _all_positive("rejection_sampling", rs, ("rounds", "k", "prompts_per_round"))
     out += _sampling_fits("rejection_sampling", rs.max_prompt_len, rs.max_new_tokens, cfg)
     if len(rs.temperatures) not in (1, rs.rounds):
         out.append(f"rejection_sampling.temperatures: {len(rs.temperatures)} values for rounds={rs.rounds}; "
@@ -259,14 +278,12 @@ def _check_rejection_sampling(cfg: Config) -> list[str]:
 
 def _check_ppo(cfg: Config) -> list[str]:
     p = cfg.ppo
-    out = _positive("ppo.iterations", p.iterations) + _positive("ppo.prompts_per_iteration", p.prompts_per_iteration)
-    out += _positive("ppo.samples_per_prompt", p.samples_per_prompt) + _positive("ppo.mini_batch_size", p.mini_batch_size)
-    out += _positive("ppo.ppo_epochs", p.ppo_epochs) + _positive("ppo.clip", p.clip) + _positive("ppo.value_clip", p.value_clip)
-    out += _positive("ppo.beta", p.beta, True) + _positive("ppo.entropy_coef", p.entropy_coef, True)
+    out = _all_positive("ppo", p, ("iterations", "prompts_per_iteration", "samples_per_prompt", "mini_batch_size",
+                                   "ppo_epochs", "clip", "value_clip", "temperature", "early_stop_patience",
+                                   "eval_every", "held_out_prompts"))
+    out += _all_positive("ppo", p, ("beta", "entropy_coef"), allow_zero=True)
     out += _in_unit("ppo.gamma", p.gamma) + _in_unit("ppo.lam", p.lam) + _in_unit("ppo.top_p", p.top_p, open_low=True)
-    out += _positive("ppo.temperature", p.temperature) + _choice("ppo.kl_estimator", p.kl_estimator, KL_KINDS)
-    out += _positive("ppo.early_stop_patience", p.early_stop_patience) + _positive("ppo.eval_every", p.eval_every)
-    out += _positive("ppo.held_out_prompts", p.held_out_prompts)
+    out += _choice("ppo.kl_estimator", p.kl_estimator, KL_KINDS)
     out += _check_optim("ppo.optim", p.optim) + _check_optim("ppo.critic_optim", p.critic_optim)
     out += _sampling_fits("ppo", p.max_prompt_len, p.max_new_tokens, cfg)
     rollouts = p.prompts_per_iteration * p.samples_per_prompt
@@ -282,8 +299,8 @@ def _check_ppo(cfg: Config) -> list[str]:
 
 def _check_gatt(cfg: Config) -> list[str]:
     g = cfg.gatt
-    out = _check_training("gatt", g.batch_size, g.epochs, g.optim, cfg) + _positive("gatt.dialogues", g.dialogues)
-    out += _positive("gatt.temperature", g.temperature) + _sampling_fits("gatt", g.max_prompt_len, g.max_new_tokens, cfg)
+    out = _check_training("gatt", g.batch_size, g.epochs, g.optim, cfg) + _all_positive("gatt", g, ("dialogues", "temperature"))
+    out += _sampling_fits("gatt", g.max_prompt_len, g.max_new_tokens, cfg)
     if g.max_turns < 2:
         out.append(f"gatt.max_turns: Ghost Attention needs multi-turn dialogues (>= 2), got {g.max_turns}")
     return out
@@ -292,14 +309,15 @@ def _check_gatt(cfg: Config) -> list[str]:
 def _check_context_distillation(cfg: Config) -> list[str]:
     c = cfg.context_distillation
     out = _check_training("context_distillation", c.batch_size, c.epochs, c.optim, cfg)
-    out += _positive("context_distillation.prompts", c.prompts) + _positive("context_distillation.temperature", c.temperature)
+    out += _all_positive("context_distillation", c, ("prompts", "temperature"))
     out += _choice("context_distillation.preprompt", c.preprompt, PREPROMPTS)
     return out + _sampling_fits("context_distillation", c.max_prompt_len, c.max_new_tokens, cfg)
 
 
 def _check_evaluate(cfg: Config) -> list[str]:
     e = cfg.evaluate
-    out = _positive("evaluate.prompts_per_kind", e.prompts_per_kind) + _positive("evaluate.temperature", e.temperature, True)
+    out = _positive("evaluate.prompts_per_kind", e.prompts_per_kind)
+    out += _positive("evaluate.temperature", e.temperature, allow_zero=True)  # 0 = greedy
     out += _sampling_fits("evaluate", e.max_prompt_len, e.max_new_tokens, cfg)
     if not e.turns or any(t < 1 for t in e.turns) or list(e.turns) != sorted(set(e.turns)):
         out.append(f"evaluate.turns: expected increasing positive turn numbers, got {list(e.turns)}")

@@ -9,9 +9,10 @@ from pipelines.rundir import RunDir
 
 def run(cfg: Config, run: RunDir) -> dict[str, Any]:
     if cfg.data.source == "world":
-        from pipelines.world.bundle import bundle_config_from, write_bundle
+        from pipelines.config import world_bundle_config
+        from pipelines.world.bundle import write_bundle
 
-        return write_bundle(run.data, bundle_config_from(cfg.data.world), seed=cfg.seed)
+        return write_bundle(run.data, world_bundle_config(cfg.data), seed=cfg.seed)
     raise NotImplementedError(
         f"data.source={cfg.data.source!r}: importing user files into a run is not wired into the pipeline yet; "
         "convert them with pipelines.data.importers and point the stages at the resulting Parquet files")

@@ -128,7 +128,7 @@ def win_rate(rm, rows, comps_a, comps_b) -> dict[str, float]:
 
 def load_into_pool(pool, path: Path, version: int) -> None:
     model = load_pretrained(path)
-    pool.load_weights(hf_state_dict(model), version)
+    pool.sync_weights(hf_state_dict(model), version)
 
 
 def run(cfg: Config, run: RunDir) -> dict[str, Any]:

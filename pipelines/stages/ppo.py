@@ -21,7 +21,7 @@ from actors.batch import PPOBatch, TokenBatch, pad_sequences
 from actors.weight_sync import sync_policy_to_generators
 from algorithms import gae, kl_penalized_rewards, llama2_reward, masked_mean, whiten
 from pipelines.common import (complete, generator_pool, learner_group, load_tokenizer, metrics_logger,
-                              prompt_fits, ray_remote, reward_actor, score_requests, selection_scores)
+                              prompt_fits, reference_group, reward_actor, score_requests, selection_scores)
 from pipelines.config import Config
 from pipelines.data import read_table, write_table
 from pipelines.rundir import RunDir
@@ -69,7 +69,7 @@ def make_experience(cfg: Config, flat, scores, is_safety, policy, critic, refere
     full_mask[:, 1:] = mask
     tb = TokenBatch(tokens, full_mask)
     old_lp = gather_sharded(policy, "logprobs", tb)                            # [B, T-1]
-    ref_lp = torch.cat(ray.get([reference.logprobs.remote(tb)]), dim=0)        # [B, T-1]
+    ref_lp = reference.run("logprobs", tb)[0]                                 # [B, T-1]
     values = gather_sharded(critic, "values", tb)                              # [B, T-1]
     score = shaped_scores(scores, is_safety, pc.whiten_scores)                 # [B]
     rewards, kl = kl_penalized_rewards(score, old_lp, ref_lp, mask, pc.beta, kind=pc.kl_estimator)
@@ -107,8 +107,6 @@ def held_out_reward(pool, rm, tok, rows, pc, seed) -> float:
 
 
 def run(cfg: Config, run: RunDir) -> dict[str, Any]:
-    from actors.reference import Reference
-
     pc = cfg.ppo
     tok = load_tokenizer(cfg, run)
     init = run.require(run.checkpoint("rs"), "rejection_sampling")
@@ -120,7 +118,7 @@ def run(cfg: Config, run: RunDir) -> dict[str, Any]:
     metrics = metrics_logger(cfg, run)
     pool = generator_pool(cfg, init)
     rm = reward_actor(cfg, run)
-    reference = ray_remote(Reference).options(num_cpus=cfg.resources.reference.num_cpus).remote(str(init))
+    reference = reference_group(cfg, init)
     policy = learner_group(cfg, "ppo_policy", init, pc.optim, cfg.resources.policy)
     critic_init = run.checkpoint("rm_helpfulness") if run.checkpoint("rm_helpfulness").exists() else init
     critic = learner_group(cfg, "ppo_critic", critic_init, pc.critic_optim, cfg.resources.critic, model_kind="scalar")
@@ -169,7 +167,7 @@ def run(cfg: Config, run: RunDir) -> dict[str, Any]:
         critic.shutdown()
         pool.shutdown()
         ray.kill(rm)
-        ray.kill(reference)
+        reference.shutdown()
         metrics.close()
     write_table_history(run, history)
     return {"best": best, "iterations_run": len(history), "history": history}

@@ -98,6 +98,14 @@ def test_weight_sync_makes_generator_match_the_learner(pool, policy, lm_path):
             old_lp = shifted_token_logprobs(old(full), full)[0, len(prompt) - 1:]
         torch.testing.assert_close(torch.tensor(s.logprobs), learner_lp, atol=1e-4, rtol=0)
         assert (old_lp - learner_lp).abs().max() > 1e-3  # the old weights would not pass the check above
+    # Sampled answers report log pi_theta(token) itself, before temperature/top-p (vLLM raw_logprobs).
+    sampled = pool.generate(PROMPTS, SamplingConfig(n=2, temperature=0.7, top_p=0.9, max_tokens=12), seed=3)
+    for s in sampled:
+        prompt = PROMPTS[s.prompt_index]
+        full = torch.tensor([prompt + s.token_ids])  # [1, P+R]
+        with torch.no_grad():
+            learner_lp = shifted_token_logprobs(trained(full), full)[0, len(prompt) - 1:]  # [R]
+        torch.testing.assert_close(torch.tensor(s.logprobs), learner_lp, atol=1e-4, rtol=0)
 
 
 def _ckpt_weights(path: str) -> dict[str, torch.Tensor]:

@@ -10,6 +10,7 @@ import pytest
 
 from pipelines.config import STAGE_ORDER, Config, world_bundle_config
 from pipelines.registry import STAGES
+from pipelines.stages import STAGE_MODULES
 from pipelines.validation import CONF_DIR, ConfigError, compose_config
 
 GROUPS = ("model", "resources", "reward", "data", "logging", "stage", "pipeline")
@@ -45,7 +46,7 @@ def _needs(group: str, option: str, tmp_path: Path, files_data: list[str]) -> li
 def test_every_group_has_options_and_the_stage_group_matches_the_stage_list():
     for group in GROUPS:
         assert _options(group), f"conf/{group}/ has no options"
-    assert set(_options("stage")) == set(STAGE_ORDER) == set(STAGES)
+    assert set(_options("stage")) == set(STAGE_ORDER) == set(STAGES) == set(STAGE_MODULES)
 
 
 @pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in _options(g)])

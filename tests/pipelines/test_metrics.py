@@ -62,8 +62,9 @@ def test_bad_metric_values_and_names_raise(tmp_path):
             m.histogram("ppo", "r", [1.0, float("nan")], step=0)
         with pytest.raises(ValueError, match="histogram ppo/r got no values"):
             m.histogram("ppo", "r", [], step=0)
-        with pytest.raises(ValueError, match="without '/'"):
-            m.scalars("a/b", {"x": 1.0}, step=0)
+        for bad in ("", "a//b", "/a", "a/"):
+            with pytest.raises(ValueError, match="joined by single '/'"):
+                m.scalars(bad, {"x": 1.0}, step=0)
         with pytest.raises(ValueError, match="seconds > 0"):
             m.throughput("ppo", "tok", count=1, seconds=0.0, step=0)
     finally:
@@ -79,3 +80,5 @@ def test_progress_is_disabled_under_ci_and_passes_items_through(monkeypatch):
     monkeypatch.delenv("CI")
     monkeypatch.setattr(metrics.sys.stderr, "isatty", lambda: True)
     assert metrics.progress_enabled() is True
+    assert progress(range(2), desc="x").disable is False
+    assert progress(range(2), desc="x", enabled=False).disable is True  # logging.progress=false
