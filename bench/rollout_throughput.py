@@ -96,6 +96,7 @@ def bench_hf(path: str, prompts: list[list[int]], sampling: SamplingConfig, repe
         model.generate(input_ids=ids[:2], attention_mask=mask[:2], max_new_tokens=4, **kwargs)  # warm-up
 
         def run() -> tuple[int, float]:
+            torch.manual_seed(1)
             t0 = time.perf_counter()
             out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=sampling.max_tokens, **kwargs)
             return _hf_generated_tokens(out[:, width:]), time.perf_counter() - t0

@@ -132,7 +132,7 @@ class PretrainConfig:
     """Tokenizer + base model on the world's text (section 3)."""
 
     vocab_size: int = 1024  # SentencePiece BPE trained on the corpus (paper: 32000)
-    steps: int = 600
+    steps: int = 300
     batch_size: int = 16    # sequences per optimizer step (paper: 4M tokens)
     seq_len: int = 256
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=3e-4, warmup_steps=30))  # paper: 2000 warmup

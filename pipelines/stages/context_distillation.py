@@ -79,7 +79,7 @@ def run(cfg: Config, run: RunDir) -> dict[str, Any]:
         ray.kill(rm)
     keep = (s_pre > s_raw).tolist()
     train = [(f"{r['id']}-cd", [*r["messages"], {"role": "assistant", "content": g[0].text}])
-             for r, g, k in zip(rows, with_pre, keep) if k]
+             for r, g, k in zip(rows, with_pre, keep) if k and g[0].text.strip()]
     write_table([{"id": i, "messages": m, "source": "context_distillation", "meta": "{}"} for i, m in train],
                 run.data / "context_distillation_train.parquet", "dialogues")
     stats = {"prompts": len(rows), "kept": len(train), "safety_with_preprompt": float(s_pre.mean()),

@@ -79,7 +79,12 @@ def run(cfg: Config, run: RunDir) -> dict[str, Any]:
         answers = sample_answers(pool, tok, dialogs, gc, cfg.seed)
     finally:
         pool.shutdown()
-    train = [(d["id"], training_dialogue(d, a)) for d, a in zip(dialogs, answers)]
+    # a dialogue with an empty sampled answer teaches nothing and is not a valid dialogue: skipped, counted
+    train = [(d["id"], training_dialogue(d, a)) for d, a in zip(dialogs, answers) if all(x.strip() for x in a)]
+    log.info("gatt: %d of %d sampled dialogues kept (the rest had an empty answer)", len(train), len(dialogs))
+    if not train:
+        raise ValueError("gatt: every sampled dialogue had an empty answer; the policy at "
+                         f"{init} does not answer — check the earlier stages")
     write_table([{"id": i, "messages": m, "source": "gatt", "meta": "{}"} for i, m in train],
                 run.data / "gatt_train.parquet", "dialogues")
     metrics.text("gatt", "sample", "\n".join(f"{m['role']}: {m['content']}" for m in train[0][1]), 0)
@@ -91,4 +96,4 @@ def run(cfg: Config, run: RunDir) -> dict[str, Any]:
     finally:
         group.shutdown()
         metrics.close()
-    return {"dialogues": len(train), "turns_mean": sum(len(d["users"]) for d in dialogs) / len(dialogs), **out}
+    return {"dialogues": len(train), "skipped_empty": len(dialogs) - len(train), "turns_mean": sum(len(d["users"]) for d in dialogs) / len(dialogs), **out}

@@ -92,6 +92,8 @@ def run(cfg: Config, run: RunDir) -> dict[str, Any]:
             new = []
             for i, row in enumerate(rows):
                 c = completions[i][int(best[i]) % rc.k]
+                if not c.text.strip():
+                    continue  # the best answer is empty: nothing to learn from this prompt
                 new.append((f"{row['id']}-rs{r}", [*row["messages"], {"role": "assistant", "content": c.text}]))
             best_pool = (best_pool + new) if rc.keep_all_rounds else new
             curve = max_reward_curve(s)  # [K] expected max reward over k samples
