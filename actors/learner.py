@@ -163,7 +163,9 @@ class Learner:
 
     def _global_units(self, micro: list) -> int:
         """Units summed over ranks; also checks every rank runs the same number of backward passes."""
-        counts = torch.tensor([sum(_units(mb) for mb in micro), len(micro), -len(micro)], dtype=torch.float64)
+        # Collectives run on self.device: NCCL only reduces GPU tensors.
+        counts = torch.tensor([sum(_units(mb) for mb in micro), len(micro), -len(micro)],
+                              dtype=torch.float64, device=self.device)
         if dist.is_initialized():
             total = counts[:1].clone()
             dist.all_reduce(total)
@@ -191,9 +193,10 @@ class Learner:
         values = [sum(r.sums.get(k, 0.0) for r in results) for k in keys]
         for k in ratio_keys:
             values += [sum(r.ratios.get(k, (0.0, 0.0))[i] for r in results) for i in (0, 1)]
-        vec = torch.tensor(values, dtype=torch.float64)
+        vec = torch.tensor(values, dtype=torch.float64, device=self.device)
         if dist.is_initialized():
             dist.all_reduce(vec)
+        vec = vec.cpu()
         out = {k: float(vec[i]) / n_global for i, k in enumerate(keys)}
         for j, k in enumerate(ratio_keys):
             num, den = float(vec[len(keys) + 2 * j]), float(vec[len(keys) + 2 * j + 1])

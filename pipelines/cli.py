@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
@@ -32,6 +33,9 @@ def _run(dcfg: DictConfig) -> None:
         sys.exit(2)
     logging.getLogger().setLevel(cfg.logging.level)
     run_config(cfg)
+    report = Path(cfg.run_dir) / "report.md"
+    if cfg.pipeline is not None and report.exists():
+        print(report.read_text(encoding="utf-8"))  # the CLI's own output: the report table
 
 
 def main() -> None:

@@ -5,6 +5,7 @@ import logging
 from typing import Any
 
 from model import ModelArgs, Transformer, save_pretrained
+from model.chat import format_dialog_text
 from model.tokenizer import train_tokenizer
 from pipelines.common import learner_group, metrics_logger, train_packed
 from pipelines.config import Config
@@ -20,8 +21,11 @@ def run(cfg: Config, run: RunDir) -> dict[str, Any]:
     # 1. the corpus (validated on read)
     docs = read_table(run.require(run.data / "pretrain.parquet", "data"), "text")
     texts = [d["text"] for d in docs]
-    # 2. tokenizer with Llama 2's settings (split digits, byte fallback, no pad id)
-    tok = train_tokenizer(texts, run.tokenizer, vocab_size=pc.vocab_size)
+    # 2. tokenizer with Llama 2's settings (split digits, byte fallback, no pad id); the SFT dialogues
+    #    rendered in the chat format join its corpus so "[INST]", "[/INST]" and "<<SYS>>" get pieces
+    #    (else their brackets fall back to bytes: ~14 tokens per turn). They are not pretraining text.
+    chat = [format_dialog_text(d["messages"], bos="", eos="") for d in read_table(run.require(run.data / "sft.parquet", "data"), "dialogues")]
+    tok = train_tokenizer([*texts, *chat], run.tokenizer, vocab_size=pc.vocab_size)
     # 3. one token stream of [BOS] doc [EOS] ..., cut into rows (plain causal attention, as Llama 2)
     stream: list[int] = []
     for t in texts:
