@@ -25,7 +25,7 @@ demo: $(STAMP)
 	$(BIN)/llama2-rlhf pipeline=llama2 run_dir=$(RUN)
 
 data: $(STAMP)
-	$(BIN)/llama2-rlhf stage=data run_dir=$(RUN)
+	$(BIN)/python -m pipelines.world.bundle --out $(RUN)/data
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests

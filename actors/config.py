@@ -66,6 +66,10 @@ class GeneratorConfig:
     # KV-cache size in bytes (vLLM `kv_cache_memory_bytes`). On CPU vLLM subtracts the process's RSS
     # from utilisation * node memory, so a fraction fails inside large processes: set bytes instead.
     kv_cache_bytes: int = 64 * 1024 * 1024
+    # Tokens one engine step may schedule. On CPU chunked prefill is turned off: with seeded
+    # per-request sampling, vLLM 0.32 rewinds a CPU torch.Generator's offset after a partial prefill
+    # and fails ("CPU Generator does not use offset"), so whole prompts must fit in one step.
+    max_num_batched_tokens: int = 16384
     enforce_eager: bool = True
     dtype: str = "float32"
     seed: int = 0

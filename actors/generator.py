@@ -73,6 +73,9 @@ class Generator:
         # node memory minus this process's RSS and fails in busy processes (actors/config.py).
         memory = ({"kv_cache_memory_bytes": cfg.kv_cache_bytes} if cfg.kv_cache_bytes > 0
                   else {"gpu_memory_utilization": cfg.gpu_memory_utilization})
+        if cfg.num_gpus == 0:  # see GeneratorConfig.max_num_batched_tokens
+            memory.update(enable_chunked_prefill=False,
+                          max_num_batched_tokens=max(cfg.max_num_batched_tokens, cfg.max_model_len))
         self.llm = LLM(
             model=model_path, skip_tokenizer_init=True, dtype=cfg.dtype, max_model_len=cfg.max_model_len,
             enforce_eager=cfg.enforce_eager, distributed_executor_backend="uni", seed=cfg.seed + ctx.rank,

@@ -140,3 +140,14 @@ def test_bad_input_is_a_clear_error(pool, lm_path):
     with pytest.raises(ValueError, match="missing \\['lm_head.weight'\\]"):
         pool.sync_weights({k: v for k, v in _ckpt_weights(lm_path).items() if k != "lm_head.weight"}, 5)
     assert contiguous_shards(5, 2) == [(0, 3), (3, 5)] and contiguous_shards(1, 2) == [(0, 1), (1, 1)]
+
+
+def test_seeded_sampling_survives_prompts_beyond_one_engine_step(pool):
+    """400 seeded prompts of 100 tokens overflow one engine step (16384 tokens per engine): with
+    chunked prefill vLLM 0.32 on CPU fails ("CPU Generator does not use offset"); see GeneratorConfig."""
+    g = torch.Generator().manual_seed(3)
+    prompts = [[1, *torch.randint(3, ARGS.vocab_size, (99,), generator=g).tolist()] for _ in range(400)]
+    samples = pool.generate(prompts, SamplingConfig(n=2, temperature=1.0, top_p=1.0, max_tokens=4), seed=11)
+    assert len(samples) == 800
+    assert [s.prompt_index for s in samples[:4]] == [0, 0, 1, 1]
+    assert all(1 <= len(s.token_ids) <= 4 for s in samples)
