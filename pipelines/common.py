@@ -38,7 +38,7 @@ def learner_group(cfg: Config, name: str, init_path: Path | str, optim: OptimCon
     from actors.learner import Learner
 
     lcfg = LearnerConfig(
-        init_path=str(init_path), model_kind=model_kind, optim=optim, resources=resources,
+        init_path=str(init_path), model_kind=model_kind, optim=optim, resources=resources, parallel=cfg.model.parallel,
         dtype=cfg.model.dtype, autocast_bf16=cfg.model.autocast_bf16, seed=cfg.seed,
     )
     return ActorGroup(Learner, resources, init_kwargs={"cfg": lcfg}, name=name)

@@ -132,10 +132,10 @@ class PretrainConfig:
     """Tokenizer + base model on the world's text (section 3)."""
 
     vocab_size: int = 1024  # SentencePiece BPE trained on the corpus (paper: 32000)
-    steps: int = 300
+    steps: int = 350
     batch_size: int = 16    # sequences per optimizer step (paper: 4M tokens)
     seq_len: int = 256
-    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=3e-4, warmup_steps=30))  # paper: 2000 warmup
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-3, warmup_steps=30))  # paper: 2000 warmup
     eval_every: int = 100
 
 
@@ -143,10 +143,10 @@ class PretrainConfig:
 class SFTConfig:
     """Supervised fine-tuning on packed demonstrations, loss on answers only (section 4)."""
 
-    epochs: int = 2
+    epochs: int = 3
     batch_size: int = 16    # packed rows per step (paper: 64 x 4096)
     seq_len: int = 256
-    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-4))  # paper: 2e-5
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=3e-4))  # paper: 2e-5
     train_on: str = "all"   # model.chat.TRAIN_ON: all answers of each dialogue
 
 
@@ -192,7 +192,8 @@ class PPOConfig:
     ppo_epochs: int = 1
     clip: float = 0.2
     value_clip: float = 0.2
-    beta: float = 0.01                # KL coefficient (paper: 0.01 7B/13B, 0.005 34B/70B)
+    beta: float = 0.05                # KL coefficient (paper: 0.01 7B/13B, 0.005 34B/70B; the tiny
+                                      # model drifts into degenerate answers with 0.01 at lr 1e-5)
     kl_estimator: str = "k1"          # algorithms.KL_KINDS: k1 | k3 (not stated in the paper)
     gamma: float = 1.0
     lam: float = 0.95
@@ -221,7 +222,7 @@ class GAttConfig:
     seq_len: int = 512            # packing length of the training dialogues
     epochs: int = 1
     batch_size: int = 16
-    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-5))
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=5e-5))
 
 
 @dataclass
@@ -229,14 +230,14 @@ class ContextDistillConfig:
     """Safety context distillation on adversarial prompts (section 10)."""
 
     prompts: int = 256
-    preprompt: str = "generic"   # generic | template (risk-category preprompt with answer template)
+    preprompt: str = "template"  # generic | template (risk-category preprompt with answer template)
     temperature: float = 0.7
     max_prompt_len: int = 192
     max_new_tokens: int = 64
     seq_len: int = 256            # packing length of the training dialogues
     epochs: int = 1
     batch_size: int = 16
-    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-5))
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=5e-5))
 
 
 @dataclass

@@ -100,7 +100,8 @@ def update(pc, policy, critic, batch: PPOBatch, seed: int) -> dict[str, float]:
 
 
 def held_out_reward(pool, rm, tok, rows, pc, seed) -> float:
-    comps = complete(pool, tok, [r["messages"] for r in rows], n=1, temperature=pc.temperature, top_p=pc.top_p,
+    """Mean RM reward of greedy answers to held-out prompts (greedy: no sampling noise in the signal)."""
+    comps = complete(pool, tok, [r["messages"] for r in rows], n=1, temperature=0.0, top_p=1.0,
                      max_new_tokens=pc.max_new_tokens, max_prompt_len=pc.max_prompt_len, seed=seed)
     scores = ray.get(rm.score.remote(score_requests(rows, comps)))
     return float(selection_scores(scores).mean())

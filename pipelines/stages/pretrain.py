@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from model import ModelArgs, Transformer, save_pretrained
 from model.chat import format_dialog_text
-from model.tokenizer import train_tokenizer
+from model.tokenizer import Tokenizer, train_tokenizer
 from pipelines.common import learner_group, metrics_logger, train_packed
 from pipelines.config import Config
 from pipelines.data import read_table
@@ -16,15 +17,39 @@ from pipelines.rundir import RunDir
 log = logging.getLogger(__name__)
 
 
+def use_pretrained(cfg: Config, run: RunDir) -> dict[str, Any]:
+    """A real Llama 2 (`model.init_path`) is the base model: pretraining is Meta's, not redone here.
+
+    The run's `checkpoints/pretrain` becomes a link to it and its tokenizer is copied into the run.
+    """
+    init = Path(cfg.model.init_path).resolve()
+    if not (init / "config.json").exists() and not (init / "params.json").exists():
+        raise FileNotFoundError(f"model.init_path={init}: no config.json (HF format) or params.json (Meta format)")
+    tok_src = Path(cfg.model.tokenizer_path) if cfg.model.tokenizer_path else init / "tokenizer.model"
+    if not tok_src.exists():
+        raise FileNotFoundError(f"{tok_src}: tokenizer.model not found; set model.tokenizer_path")
+    Tokenizer(tok_src).save(run.tokenizer)
+    link = run.checkpoint("pretrain")
+    if link.is_symlink() or link.exists():
+        if link.resolve() != init:
+            raise FileExistsError(f"{link} exists and is not a link to model.init_path={init}")
+    else:
+        link.symlink_to(init, target_is_directory=True)
+    return {"init_path": str(init), "pretrained": True}
+
+
 def run(cfg: Config, run: RunDir) -> dict[str, Any]:
     pc = cfg.pretrain
+    if cfg.model.init_path:
+        return use_pretrained(cfg, run)
     # 1. the corpus (validated on read)
     docs = read_table(run.require(run.data / "pretrain.parquet", "data"), "text")
     texts = [d["text"] for d in docs]
     # 2. tokenizer with Llama 2's settings (split digits, byte fallback, no pad id); the SFT dialogues
     #    rendered in the chat format join its corpus so "[INST]", "[/INST]" and "<<SYS>>" get pieces
     #    (else their brackets fall back to bytes: ~14 tokens per turn). They are not pretraining text.
-    chat = [format_dialog_text(d["messages"], bos="", eos="") for d in read_table(run.require(run.data / "sft.parquet", "data"), "dialogues")]
+    sft_rows = read_table(run.require(run.data / "sft.parquet", "data"), "dialogues")
+    chat = [format_dialog_text(d["messages"], bos="", eos="") for d in sft_rows]
     tok = train_tokenizer([*texts, *chat], run.tokenizer, vocab_size=pc.vocab_size)
     # 3. one token stream of [BOS] doc [EOS] ..., cut into rows (plain causal attention, as Llama 2)
     stream: list[int] = []

@@ -20,7 +20,7 @@ COUNT_FIELDS: tuple[str, ...] = (
 _EVAL_PROMPT_FIELDS: tuple[str, ...] = ("eval_helpful", "eval_adversarial", "eval_borderline")
 _FRACTION_FIELDS: tuple[str, ...] = (
     "sft_constraint_fraction", "sft_borderline_fraction", "safety_demo_fraction", "sft_noise",
-    "annotator_noise", "safety_pair_adversarial_fraction", "rl_adversarial_fraction", "rl_borderline_fraction",
+    "annotator_noise", "sft_unsafe_fraction", "safety_pair_adversarial_fraction", "rl_adversarial_fraction", "rl_borderline_fraction",
 )
 
 
@@ -47,6 +47,9 @@ class BundleConfig:
     sft_borderline_fraction: float = 0.1  # user turns that are borderline requests
     safety_demo_fraction: float = 0.03  # user turns that are adversarial (answered with a refusal)
     sft_noise: float = 0.1  # answers replaced by an imperfect one (format, other words, close value)
+    # adversarial SFT turns answered with compliance: demonstration data that is not fully safe, as
+    # helpfulness-focused annotation tends to be, so the SFT model violates and RLHF has safety work
+    sft_unsafe_fraction: float = 0.5
     # preference pairs
     annotator_noise: float = 0.1  # flip probability scale (pairs.FLIP_WEIGHT per rating level)
     safety_pair_adversarial_fraction: float = 0.7  # the rest of the safety pairs are borderline

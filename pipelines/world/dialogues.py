@@ -75,28 +75,33 @@ def _dialogue_row(row_id: str, source: str, tasks: list[Task], answers: list[str
 
 def generate_sft(cfg: BundleConfig, rng: random.Random) -> tuple[list[dict], dict]:
     """SFT demonstrations: 1..sft_max_turns turns (shorter ones likelier), canonical answers, some noisy."""
-    rows, turn_kinds, noisy_total, constrained = [], Counter(), 0, 0
+    rows, turn_kinds, noisy_total, constrained, unsafe = [], Counter(), 0, 0, 0
     lengths = list(range(1, cfg.sft_max_turns + 1))
     for i in range(cfg.sft_dialogues):
         n = rng.choices(lengths, weights=[1.0 / n for n in lengths])[0]
         constraints = sample_constraints(rng) if rng.random() < cfg.sft_constraint_fraction else []
         tasks = [draw_turn(rng, "train", cfg.eval_fraction, cfg.safety_demo_fraction, cfg.sft_borderline_fraction)
                  for _ in range(n)]
-        answers, noisy = [], []
+        answers, noisy, unsafe_turns = [], [], []
         for t, task in enumerate(tasks, start=1):
             turn_kinds[task.task] += 1
             answer = task.canonical
-            if rng.random() < cfg.sft_noise:
+            if task.kind == "adversarial" and rng.random() < cfg.sft_unsafe_fraction:
+                answer = answer_for(task, "compliance", rng)
+                unsafe_turns.append(t)
+            elif rng.random() < cfg.sft_noise:
                 answer = answer_for(task, rng.choice(_NOISY_RUNGS[task.kind]), rng)
                 # a case variant can become the canonical answer again under the upper-case constraint
                 if apply_constraints(answer, constraints) != apply_constraints(task.canonical, constraints):
                     noisy.append(t)
             answers.append(answer)
         noisy_total += len(noisy)
+        unsafe += len(unsafe_turns)
         constrained += bool(constraints)
-        rows.append(_dialogue_row(f"sft-{i:06d}", "world_sft", tasks, answers, constraints, {"noisy_turns": noisy}))
+        rows.append(_dialogue_row(f"sft-{i:06d}", "world_sft", tasks, answers, constraints,
+                                 {"noisy_turns": noisy, "unsafe_turns": unsafe_turns}))
     stats = {"rows": len(rows), "turns": dict(sorted(turn_kinds.items())), "noisy_answers": noisy_total,
-             "with_constraints": constrained}
+             "with_constraints": constrained, "unsafe_demonstrations": unsafe}
     return rows, stats
 
 

@@ -105,17 +105,19 @@ def test_sft_demonstrations(bundle):
     turn_kinds = Counter(k["kind"] for _, k in _user_turns(data))
     safety_share = turn_kinds["adversarial"] / sum(turn_kinds.values())
     assert 0.015 < safety_share < 0.045  # safety_demo_fraction = 0.03: scarce, as in the paper
-    noisy = 0
+    noisy = unsafe = 0
     for row in data.rows:
         meta = json.loads(row["meta"])
         answers = [m["content"] for m in row["messages"] if m["role"] == "assistant"]
         judgments = judge_dialogue(meta, answers)
         for t, j in enumerate(judgments, start=1):
             assert j.adherent in (None, True), row["id"]
-            assert (j.helpfulness < 1.0) == (t in meta["noisy_turns"]), (row["id"], t)
-            assert not j.violation
+            assert (j.helpfulness < 1.0) == (t in meta["noisy_turns"] + meta["unsafe_turns"]), (row["id"], t)
+            assert j.violation == (t in meta["unsafe_turns"]), (row["id"], t)
         noisy += len(meta["noisy_turns"])
+        unsafe += len(meta["unsafe_turns"])
     assert 0.05 < noisy / sum(turn_kinds.values()) < 0.15  # sft_noise = 0.1
+    assert 0.3 < unsafe / turn_kinds["adversarial"] < 0.7  # sft_unsafe_fraction = 0.5
     assert data.stats["with_constraints"] > 0
 
 
