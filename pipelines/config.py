@@ -132,7 +132,7 @@ class PretrainConfig:
     """Tokenizer + base model on the world's text (section 3)."""
 
     vocab_size: int = 1024  # SentencePiece BPE trained on the corpus (paper: 32000)
-    steps: int = 350
+    steps: int = 320
     batch_size: int = 16    # sequences per optimizer step (paper: 4M tokens)
     seq_len: int = 256
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-3, warmup_steps=30))  # paper: 2000 warmup
@@ -158,7 +158,7 @@ class RewardModelConfig:
     batch_size: int = 32    # pairs per step (paper: 512)
     margin: str = "small"   # algorithms.MARGINS: small 1, 2/3, 1/3, 0 | large 3, 2, 1, 0 (LLAMA2_SPEC.md s.6)
     aux_weight: float = 1.0  # safety RM's auxiliary safe/unsafe loss weight (formula not stated)
-    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=5e-5, warmup_ratio=0.03, warmup_steps=5))
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-4, warmup_ratio=0.03, warmup_steps=5))  # paper: 1e-5
     helpful_safety_mix: float = 1.0         # helpfulness RM: safety+open data = this x helpfulness data
     safety_helpful_fraction: float = 0.1    # safety RM: 90/10 safety/helpfulness
 
@@ -168,8 +168,8 @@ class RejectionSamplingConfig:
     """Best-of-K by the reward model, then SFT on the best samples (section 7)."""
 
     rounds: int = 2
-    k: int = 4                   # samples per prompt (not stated; the paper's plots go to 100)
-    temperatures: list[float] = field(default_factory=lambda: [1.0])  # per round, or one for all
+    k: int = 8                   # samples per prompt (not stated; the paper's plots go to 100)
+    temperatures: list[float] = field(default_factory=lambda: [0.7, 0.8])  # per round, or one for all
     prompts_per_round: int = 256
     max_prompt_len: int = 128
     max_new_tokens: int = 64
@@ -185,19 +185,19 @@ class RejectionSamplingConfig:
 class PPOConfig:
     """PPO on the combined safety/helpfulness reward with a KL penalty (section 8)."""
 
-    iterations: int = 20              # paper: 200-400
+    iterations: int = 15              # paper: 200-400
     prompts_per_iteration: int = 64   # paper: 512
     samples_per_prompt: int = 1
     mini_batch_size: int = 16         # paper: 64; one gradient step per mini-batch
     ppo_epochs: int = 1
     clip: float = 0.2
     value_clip: float = 0.2
-    beta: float = 0.05                # KL coefficient (paper: 0.01 7B/13B, 0.005 34B/70B; the tiny
+    beta: float = 0.1                 # KL coefficient (paper: 0.01 7B/13B, 0.005 34B/70B; the tiny
                                       # model drifts into degenerate answers with 0.01 at lr 1e-5)
     kl_estimator: str = "k1"          # algorithms.KL_KINDS: k1 | k3 (not stated in the paper)
     gamma: float = 1.0
     lam: float = 0.95
-    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-5, schedule="constant"))  # paper: 1e-6
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=5e-6, schedule="constant"))  # paper: 1e-6
     critic_optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=5e-5, schedule="constant"))
     entropy_coef: float = 0.0
     early_stop_patience: int = 5      # evaluations without held-out reward gain before stopping
@@ -244,12 +244,12 @@ class ContextDistillConfig:
 class EvalConfig:
     """Oracle metrics, RM win rate, safety and multi-turn adherence (section 11)."""
 
-    prompts_per_kind: int = 100
+    prompts_per_kind: int = 300
     turns: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
     rm_win_rate_against: str = "sft"  # checkpoint name the win rate is measured against
     rm_win_rate: bool = True          # needs a reward scorer (reward=llama2: this run's RMs)
     checkpoints: list[str] = field(default_factory=list)  # names under run_dir/checkpoints or paths; empty: every stage's
-    dialogues: int = 60               # multi-turn constraint dialogues (adherence by turn)
+    dialogues: int = 100              # multi-turn constraint dialogues (adherence by turn)
     temperature: float = 0.0          # 0 = greedy
     max_prompt_len: int = 384
     max_new_tokens: int = 64

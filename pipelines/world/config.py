@@ -30,12 +30,12 @@ class BundleConfig:
     pretrain_docs: int = 20_000
     sft_dialogues: int = 4_000
     helpfulness_pairs: int = 3_000
-    safety_pairs: int = 1_500
+    safety_pairs: int = 2_500
     rl_prompts: int = 1_500
     eval_helpful: int = 300  # balanced over the task families
     eval_adversarial: int = 300  # balanced over the risk categories
     eval_borderline: int = 200  # the borderline instance space is the smallest (~300 eval instances)
-    eval_dialogues: int = 60  # multi-turn constraint dialogues, for adherence by turn
+    eval_dialogues: int = 100  # multi-turn constraint dialogues, for adherence by turn
     gatt_dialogues: int = 500
     # dialogue shapes (user turns); 8 turns fit the tiny model's 512-token context
     sft_max_turns: int = 3
@@ -54,7 +54,7 @@ class BundleConfig:
     annotator_noise: float = 0.1  # flip probability scale (pairs.FLIP_WEIGHT per rating level)
     safety_pair_adversarial_fraction: float = 0.7  # the rest of the safety pairs are borderline
     # RL prompt mix (the rest is helpful)
-    rl_adversarial_fraction: float = 0.25
+    rl_adversarial_fraction: float = 0.1
     rl_borderline_fraction: float = 0.15
     # share of all task instances held out for evaluation (split.py)
     eval_fraction: float = DEFAULT_EVAL_FRACTION
