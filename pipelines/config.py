@@ -132,7 +132,7 @@ class PretrainConfig:
     """Tokenizer + base model on the world's text (section 3)."""
 
     vocab_size: int = 1024  # SentencePiece BPE trained on the corpus (paper: 32000)
-    steps: int = 320
+    steps: int = 300
     batch_size: int = 16    # sequences per optimizer step (paper: 4M tokens)
     seq_len: int = 256
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-3, warmup_steps=30))  # paper: 2000 warmup
@@ -214,7 +214,7 @@ class PPOConfig:
 class GAttConfig:
     """Ghost Attention: instruction in the first turn only, loss on the last turn (section 9)."""
 
-    dialogues: int = 256
+    dialogues: int = 384
     max_turns: int = 4
     temperature: float = 0.7
     max_prompt_len: int = 320
@@ -222,7 +222,7 @@ class GAttConfig:
     seq_len: int = 512            # packing length of the training dialogues
     epochs: int = 1
     batch_size: int = 16
-    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=5e-5))
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-4))
 
 
 @dataclass
@@ -244,12 +244,12 @@ class ContextDistillConfig:
 class EvalConfig:
     """Oracle metrics, RM win rate, safety and multi-turn adherence (section 11)."""
 
-    prompts_per_kind: int = 300
+    prompts_per_kind: int = 200
     turns: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
     rm_win_rate_against: str = "sft"  # checkpoint name the win rate is measured against
     rm_win_rate: bool = True          # needs a reward scorer (reward=llama2: this run's RMs)
     checkpoints: list[str] = field(default_factory=list)  # names under run_dir/checkpoints or paths; empty: every stage's
-    dialogues: int = 100              # multi-turn constraint dialogues (adherence by turn)
+    dialogues: int = 80               # multi-turn constraint dialogues (adherence by turn)
     temperature: float = 0.0          # 0 = greedy
     max_prompt_len: int = 384
     max_new_tokens: int = 64

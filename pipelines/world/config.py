@@ -29,7 +29,7 @@ class BundleConfig:
     # dataset sizes (rows)
     pretrain_docs: int = 20_000
     sft_dialogues: int = 4_000
-    helpfulness_pairs: int = 3_000
+    helpfulness_pairs: int = 2_500
     safety_pairs: int = 2_500
     rl_prompts: int = 1_500
     eval_helpful: int = 300  # balanced over the task families
