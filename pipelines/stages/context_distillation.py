@@ -15,6 +15,8 @@ from typing import Any
 import ray
 import torch
 
+from model import load_pretrained, save_pretrained
+
 from pipelines.common import (complete, generator_pool, learner_group, load_tokenizer, metrics_logger,
                               prompt_fits, reward_actor, score_requests, sft_on_dialogs)
 from pipelines.config import Config
@@ -86,7 +88,12 @@ def run(cfg: Config, run: RunDir) -> dict[str, Any]:
              "safety_without": float(s_raw.mean())}
     metrics.scalars("context_distillation", stats, 0)
     if not train:
-        raise ValueError("context_distillation: the safety RM preferred no preprompted answer; nothing to distil")
+        # Nothing to distil is an outcome, not an error: the stage's model is the one it started from.
+        log.warning("context_distillation: the safety RM preferred no preprompted answer; the output is %s unchanged",
+                    init)
+        save_pretrained(load_pretrained(init), run.checkpoint("context_distillation"), tokenizer=tok)
+        metrics.close()
+        return {**stats, "unchanged": True}
     group = learner_group(cfg, "context_distillation", init, cc.optim, cfg.resources.policy)
     try:
         stats.update(sft_on_dialogs(group, tok, train, train_on="last", seq_len=cc.seq_len, epochs=cc.epochs,
