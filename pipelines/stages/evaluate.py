@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import ray
-import torch
 
 from model import hf_state_dict, load_pretrained
 from pipelines.common import complete, generator_pool, load_tokenizer, metrics_logger, prompt_fits, reward_actor, score_requests, selection_scores

@@ -10,6 +10,7 @@ policy so far is the stage's output.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import random
 from typing import Any
@@ -23,8 +24,8 @@ from algorithms import gae, kl_penalized_rewards, llama2_reward, masked_mean, wh
 from pipelines.common import (complete, generator_pool, learner_group, load_tokenizer, metrics_logger,
                               prompt_fits, reference_group, reward_actor, score_requests, selection_scores)
 from pipelines.config import Config
-from pipelines.data import read_table, write_table
-from pipelines.rundir import RunDir
+from pipelines.data import read_table
+from pipelines.rundir import RunDir, atomic_write_text
 
 log = logging.getLogger(__name__)
 HELD_OUT_PERCENT = 10
@@ -170,13 +171,5 @@ def run(cfg: Config, run: RunDir) -> dict[str, Any]:
         ray.kill(rm)
         reference.shutdown()
         metrics.close()
-    write_table_history(run, history)
-    return {"best": best, "iterations_run": len(history), "history": history}
-
-
-def write_table_history(run: RunDir, history: list[dict]) -> None:
-    import json
-
-    from pipelines.rundir import atomic_write_text
-
     atomic_write_text(run.root / "ppo_history.json", json.dumps(history, indent=1))
+    return {"best": best, "iterations_run": len(history), "history": history}

@@ -14,7 +14,6 @@ import random
 from typing import Any
 
 import ray
-import torch
 
 from actors.weight_sync import sync_policy_to_generators
 from algorithms import best_of_k, max_reward_curve
@@ -51,12 +50,13 @@ def probe_temperatures(pool, rm, tok, rows, rc, metrics, r: int, seed: int) -> d
 
 def rollout_rows(rows, completions, scores, temperature, r) -> list[dict]:
     out, flat = [], 0
+    selected = selection_scores(scores)
     for row, group in zip(rows, completions):
         for c in group:
             out.append({"prompt_id": row["id"], "sample_index": c.sample_index, "prompt_tokens": c.prompt_tokens,
                         "response_tokens": c.response_tokens, "response_logprobs": c.response_logprobs,
                         "response_text": c.text, "weight_version": c.weight_version, "temperature": temperature,
-                        "reward": float(selection_scores(scores)[flat]),
+                        "reward": float(selected[flat]),
                         "helpfulness_score": float(scores["helpfulness"][flat]) if "helpfulness" in scores else None,
                         "safety_score": float(scores["safety"][flat]) if "safety" in scores else None,
                         "stage": "rejection_sampling", "iteration": r})
