@@ -13,7 +13,7 @@ from pipelines.registry import STAGES
 from pipelines.stages import STAGE_MODULES
 from pipelines.validation import CONF_DIR, ConfigError, compose_config
 
-GROUPS = ("model", "resources", "reward", "data", "logging", "stage", "pipeline")
+GROUPS = ("model", "resources", "reward", "data", "logging", "stage", "pipeline", "profile")
 REPO = Path(__file__).resolve().parents[2]
 
 
