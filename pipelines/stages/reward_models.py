@@ -94,11 +94,16 @@ def train_one(cfg: Config, run: RunDir, tok: Tokenizer, name: str, train: list[d
     group = learner_group(cfg, name, run.checkpoint("sft"), rc_cfg.optim, cfg.resources.reward_model,
                           model_kind="scalar")
     try:
-        steps = max(1, len(train) // rc_cfg.batch_size) * rc_cfg.epochs
+        per_epoch = max(1, len(train) // rc_cfg.batch_size)  # a last partial batch is dropped
+        steps = per_epoch * rc_cfg.epochs
         group.run("set_total_steps", steps)
+        order = list(train)
+        rng = random.Random(cfg.seed)
         for step in range(steps):
-            i = (step * rc_cfg.batch_size) % max(1, len(train) - rc_cfg.batch_size + 1)
-            batch = pair_batch(tok, train[i:i + rc_cfg.batch_size], rc_cfg.margin, with_safety)
+            if step and step % per_epoch == 0:
+                rng.shuffle(order)  # a new order for each further epoch (the paper trains one)
+            i = (step % per_epoch) * rc_cfg.batch_size
+            batch = pair_batch(tok, order[i:i + rc_cfg.batch_size], rc_cfg.margin, with_safety)
             stats = group.run_sharded("train_ranking", batch, rc_cfg.aux_weight if with_safety else 0.0)[0]
             metrics.scalars(f"reward_models/{name}", stats, step)
         rc, rr = score_pairs(group, tok, held_out)
