@@ -23,6 +23,7 @@ from model.hf_format import (
     hf_config,
     hf_state_dict,
     load_hf_state_dict,
+    read_json_object,
 )
 from model.meta_format import META_PARAMS_FILE, load_meta_checkpoint
 from model.transformer import ScalarModel, Transformer
@@ -114,12 +115,7 @@ def load_pretrained(path: str | os.PathLike[str], dtype: torch.dtype = torch.flo
 
 def _load_hf(root: Path, dtype: torch.dtype) -> Transformer | ScalarModel:
     config_path = root / CONFIG_FILE
-    try:
-        config = json.loads(config_path.read_text())
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"{config_path} is not valid JSON: {e}") from e
-    if not isinstance(config, dict):
-        raise CheckpointError(f"{config_path} must hold a JSON object, got {type(config).__name__}")
+    config = read_json_object(config_path)
     args, scalar = args_from_hf_config(config, str(config_path))
     tensors, source = _read_safetensors(root)
     tensors = {k: v.to(dtype) for k, v in tensors.items()}

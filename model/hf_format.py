@@ -7,6 +7,7 @@ positions) are not Llama 2's, so every field is written explicitly from `ModelAr
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Callable, Mapping
@@ -57,6 +58,17 @@ _LAYER_RE = re.compile(r"^layers\.(\d+)\.(.+)$")
 _HF_LAYER_RE = re.compile(r"^model\.layers\.(\d+)\.(.+)$")
 # Older transformers (4.31) stored the RoPE frequencies as a buffer; it is derived, not a weight.
 _HF_INV_FREQ = "self_attn.rotary_emb.inv_freq"
+
+
+def read_json_object(path: Path) -> dict[str, Any]:
+    """A JSON file that must hold an object (config.json, params.json); CheckpointError names the file."""
+    try:
+        value = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{path} is not valid JSON: {e}") from e
+    if not isinstance(value, dict):
+        raise CheckpointError(f"{path} must hold a JSON object, got {type(value).__name__}")
+    return value
 
 
 def to_hf_name(name: str) -> str:

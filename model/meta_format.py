@@ -22,7 +22,7 @@ import torch
 
 from model.args import ModelArgs
 from model.atomic import atomic_directory
-from model.hf_format import CheckpointError, load_state_dict_strict
+from model.hf_format import CheckpointError, load_state_dict_strict, read_json_object
 from model.transformer import Transformer
 
 log = logging.getLogger(__name__)
@@ -135,12 +135,7 @@ def load_meta_checkpoint(path: str | os.PathLike[str], dtype: torch.dtype = torc
     """Load Meta's format into a Transformer, converting interleaved RoPE rows of wq/wk to rotate-half."""
     root = Path(path)
     params_path = root / META_PARAMS_FILE
-    try:
-        params = json.loads(params_path.read_text())
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"{params_path} is not valid JSON: {e}") from e
-    if not isinstance(params, dict):
-        raise CheckpointError(f"{params_path} must hold a JSON object, got {type(params).__name__}")
+    params = read_json_object(params_path)
     paths = _shard_paths(root)
     shards = [_load_shard(p) for p in paths]
     for shard, p in zip(shards, paths):
