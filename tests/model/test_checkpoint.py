@@ -21,6 +21,7 @@ from model import (
     save_pretrained,
     train_tokenizer,
 )
+from tests.model.weights import randomized
 
 V = 128
 # MHA, GQA, MQA; non-default eps and theta in two of them so that a leaked HF default
@@ -37,14 +38,6 @@ def tiny_args(**overrides) -> ModelArgs:
     return ModelArgs(**{**fields, **overrides})
 
 
-def randomized(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Weights far from init (std 0.3, norm gains around 1) so that every path changes the outputs."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            noise = torch.randn(p.shape, generator=g)
-            p.copy_(1 + 0.2 * noise if p.dim() == 1 else 0.3 * noise)
-    return model.eval()
 
 
 def tokens(batch: int = 2, length: int = 20, seed: int = 0) -> torch.Tensor:

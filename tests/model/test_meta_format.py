@@ -9,18 +9,12 @@ import torch
 
 from model import CheckpointError, ModelArgs, ScalarModel, Transformer, export_meta_checkpoint, load_pretrained
 from model.transformer import apply_rope, rope_cos_sin
+from tests.model.weights import randomized
 
 ARGS = ModelArgs(dim=64, n_layers=2, n_heads=4, n_kv_heads=2, vocab_size=128, multiple_of=16, max_seq_len=64,
                  rope_theta=500.0)
 
 
-def randomized(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            noise = torch.randn(p.shape, generator=g)
-            p.copy_(1 + 0.2 * noise if p.dim() == 1 else 0.3 * noise)
-    return model.eval()
 
 
 @pytest.mark.parametrize("n_shards", [1, 2])

@@ -7,18 +7,11 @@ import torch
 
 from model import ModelArgs, ScalarModel, Transformer
 from model.transformer import RMSNorm, segment_positions_and_mask
+from tests.model.weights import randomized
 
 ARGS = ModelArgs(dim=64, n_layers=2, n_heads=4, n_kv_heads=2, vocab_size=128, multiple_of=16, max_seq_len=64)
 
 
-def randomized(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Weights far from init (std 0.3, norm gains around 1) so that every path changes the logits."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            noise = torch.randn(p.shape, generator=g)
-            p.copy_(1 + 0.2 * noise if p.dim() == 1 else 0.3 * noise)
-    return model.eval()
 
 
 @pytest.mark.parametrize(
