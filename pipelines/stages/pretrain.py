@@ -5,7 +5,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from model import ModelArgs, Transformer, save_pretrained
+from model import ModelArgs, Transformer, param_count, save_pretrained
 from model.chat import format_dialog_text
 from model.tokenizer import Tokenizer, train_tokenizer
 from pipelines.common import learner_group, metrics_logger, train_packed
@@ -72,5 +72,5 @@ def run(cfg: Config, run: RunDir) -> dict[str, Any]:
         group.shutdown()
         metrics.close()
     return {"documents": len(texts), "tokens": len(stream), "epochs": round(epochs, 3),
-            "params": sum(p.numel() for p in Transformer(args).parameters()),
+            "params": param_count(args),
             **{f"final_{k}": v for k, v in stats.items() if isinstance(v, float)}}
