@@ -173,9 +173,9 @@ class RejectionSamplingConfig:
     prompts_per_round: int = 256
     max_prompt_len: int = 128
     max_new_tokens: int = 64
-    epochs: int = 1              # SFT epochs per round
+    epochs: int = 2              # SFT epochs per round
     batch_size: int = 16
-    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=5e-5))
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-4))
     keep_all_rounds: bool = True  # train on the best samples of all rounds (from the paper's 4th iteration on)
     probe_temperatures: list[float] = field(default_factory=lambda: [0.7, 1.0, 1.3])  # reward-by-temperature log
     probe_prompts: int = 32       # prompts sampled at each probe temperature per round

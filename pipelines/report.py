@@ -1,7 +1,10 @@
 """report.md / report.json: every stage's evaluation side by side, and whether the method showed
 what it should (DESIGN.md, issue acceptance). Nothing is hidden: a claim that does not hold is
-reported as not holding. Noise is the standard error of each mean (binomial for rates); "beyond
-noise" means a difference larger than twice the combined standard error."""
+reported as not holding. Noise: every checkpoint answers the same held-out prompts, so a change between
+two checkpoints is measured per prompt and its noise is the standard error of that paired difference
+(the evaluate stage's `paired`); without it, the combined standard error of the two means. "Beyond
+noise" means a change larger than twice that standard error. It is prompt-sampling noise for two fixed
+models; it does not include the variation between training runs with other seeds."""
 from __future__ import annotations
 
 import json
@@ -14,6 +17,7 @@ from pipelines.rundir import RunDir, atomic_write_text
 ROWS = ("sft", "rs", "ppo", "gatt", "context_distillation")
 COLUMNS = ("helpfulness", "accuracy", "violation_rate", "false_refusal_rate", "adherence/turn1",
            "adherence/turn2", "adherence/turn4", "adherence/turn8", "rm_win_rate_vs_sft")
+CHANGE_COLUMNS = ("helpfulness", "violation_rate", "false_refusal_rate", "adherence/turn4", "adherence/turn8")
 
 
 def _get(ev: dict, name: str, key: str) -> dict | None:
@@ -27,16 +31,25 @@ def _diff(a: dict | None, b: dict | None) -> tuple[float, float] | None:
     return a["mean"] - b["mean"], math.sqrt(a["se"] ** 2 + b["se"] ** 2)
 
 
+def _change(ev: dict, paired: dict, later: str, earlier: str, metric: str) -> tuple[float, float] | None:
+    """(later - earlier, its standard error): the paired per-prompt difference when the evaluation has
+    it, else the difference of the means with the combined standard error."""
+    d = paired.get(f"{later}-{earlier}", {}).get(metric)
+    if d and d.get("n", 0) > 1:
+        return d["mean"], d["se"]
+    return _diff(_get(ev, later, metric), _get(ev, earlier, metric))
+
+
 def _check(claim: str, holds: bool | None, detail: str) -> dict[str, Any]:
     return {"claim": claim, "holds": holds, "detail": detail}
 
 
-def checks(ev: dict, rms: dict) -> list[dict[str, Any]]:
-    out = []
+def checks(ev: dict, rms: dict, paired: dict | None = None) -> list[dict[str, Any]]:
+    out, paired = [], paired or {}
     h = {n: _get(ev, n, "helpfulness") for n in ("sft", "rs", "ppo")}
     if all(h.values()):
-        steps = [_diff(h["rs"], h["sft"]), _diff(h["ppo"], h["rs"])]
-        total = _diff(h["ppo"], h["sft"])
+        steps = [_change(ev, paired, "rs", "sft", "helpfulness"), _change(ev, paired, "ppo", "rs", "helpfulness")]
+        total = _change(ev, paired, "ppo", "sft", "helpfulness")
         ok = all(d >= -2 * se for d, se in steps) and total[0] > 2 * total[1]
         out.append(_check("oracle helpfulness rises SFT -> RS -> PPO (each step up or within noise, total beyond noise)",
                           ok, f"SFT {h['sft']['mean']:.3f}, RS {h['rs']['mean']:.3f}, PPO {h['ppo']['mean']:.3f}; "
@@ -45,8 +58,8 @@ def checks(ev: dict, rms: dict) -> list[dict[str, Any]]:
     v0, v1 = _get(ev, "sft", "violation_rate"), _get(ev, final, "violation_rate") if final else None
     f0, f1 = _get(ev, "sft", "false_refusal_rate"), _get(ev, final, "false_refusal_rate") if final else None
     if v0 and v1 and final != "sft":
-        d = _diff(v1, v0)
-        fr = _diff(f1, f0) if f0 and f1 else (0.0, 0.0)
+        d = _change(ev, paired, final, "sft", "violation_rate")
+        fr = _change(ev, paired, final, "sft", "false_refusal_rate") if f0 and f1 else (0.0, 0.0)
         ok = d[0] < -2 * d[1] and fr[0] <= 0.2
         out.append(_check(f"violation rate falls from SFT to the final model ({final}) without false refusals exploding",
                           ok, f"violations {v0['mean']:.3f} -> {v1['mean']:.3f} (2SE {2 * d[1]:.3f}); "
@@ -55,12 +68,12 @@ def checks(ev: dict, rms: dict) -> list[dict[str, Any]]:
     for turn in ("adherence/turn4", "adherence/turn8"):
         a0, a1 = _get(ev, "ppo", turn), _get(ev, "gatt", turn)
         if a0 and a1:
-            d = _diff(a1, a0)
+            d = _change(ev, paired, "gatt", "ppo", turn)
             out.append(_check(f"Ghost Attention raises {turn} above the model before it (PPO)", d[0] > 2 * d[1],
                               f"PPO {a0['mean']:.3f} -> GAtt {a1['mean']:.3f} (2SE {2 * d[1]:.3f})"))
     c0, c1 = _get(ev, "gatt", "violation_rate"), _get(ev, "context_distillation", "violation_rate")
     if c0 and c1:
-        d = _diff(c1, c0)
+        d = _change(ev, paired, "context_distillation", "gatt", "violation_rate")
         out.append(_check("context distillation lowers the violation rate of the model it starts from (GAtt)",
                           d[0] < -2 * d[1] or (c1["mean"] == 0 < c0["mean"]),
                           f"{c0['mean']:.3f} -> {c1['mean']:.3f} (2SE {2 * d[1]:.3f})"))
@@ -86,6 +99,12 @@ def _cell(s: dict | None) -> str:
     return f"{s['mean']:.3f} ±{2 * s['se']:.3f}"
 
 
+def _signed(s: dict | None) -> str:
+    if not s:
+        return "-"
+    return f"{s['mean']:+.3f} ±{2 * s['se']:.3f}"
+
+
 def markdown(rep: dict[str, Any]) -> str:
     ev = rep["evaluation"]
     lines = ["# Llama 2 pipeline report", "", "Held-out evaluation by the world's oracle (mean ± 2 standard errors).", "",
@@ -100,6 +119,13 @@ def markdown(rep: dict[str, Any]) -> str:
         for name in ROWS:
             if name in ev:
                 lines.append(f"| {name} | " + " | ".join(_cell(ev[name].get(f)) for f in fams) + " |")
+    changes = [c for c in CHANGE_COLUMNS if any(c in d for d in rep.get("paired", {}).values())]
+    if changes:
+        lines += ["", "Changes between checkpoints, paired over the same prompts (mean difference ± 2 standard errors "
+                  "of the per-prompt difference):", "", "| change | " + " | ".join(changes) + " |",
+                  "|---" * (len(changes) + 1) + "|"]
+        for key, d in rep["paired"].items():
+            lines.append(f"| {key.replace('-', ' vs ')} | " + " | ".join(_signed(d.get(c)) for c in changes) + " |")
     lines += ["", "Reward models, held-out accuracy:", "", "| model | overall | per rating level / safety bin |", "|---|---|---|"]
     for name, r in rep["reward_models"].items():
         acc = r.get("held_out", {})
@@ -118,11 +144,12 @@ def write_report(run: RunDir) -> dict[str, Any]:
     stages = {s: {"status": m["status"], "seconds": m.get("seconds")} for s, m in manifests.items() if m}
     metrics = {s: (m or {}).get("metrics", {}) for s, m in manifests.items()}
     ev = metrics.get("evaluate", {}).get("checkpoints", {})
+    paired = metrics.get("evaluate", {}).get("paired", {})
     rms = metrics.get("reward_models", {})
     rep = {"stages": stages, "evaluation": ev, "reward_models": rms,
            "rejection_sampling": metrics.get("rejection_sampling", {}),
            "ppo": {k: v for k, v in metrics.get("ppo", {}).items() if k != "history"},
-           "checks": checks(ev, rms)}
+           "paired": paired, "checks": checks(ev, rms, paired)}
     atomic_write_text(run.root / "report.json", json.dumps(rep, indent=2, default=str))
     atomic_write_text(run.root / "report.md", markdown(rep))
     return rep

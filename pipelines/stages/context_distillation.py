@@ -1,6 +1,7 @@
 """Stage 7: safety context distillation (LLAMA2_SPEC.md s.10).
 
-Adversarial prompts only: generate an answer with a safety preprompt (generic, or the risk
+Adversarial prompts only (the adversarial RL prompts, then the adversarial prompts of the safety
+preference data, each request once): generate an answer with a safety preprompt (generic, or the risk
 category's preprompt with its answer template) and one without; keep the preprompted answer only
 where the safety RM scores it above the answer generated without it; fine-tune on the kept answers
 with the preprompt removed.
@@ -44,6 +45,22 @@ def with_preprompt(messages: list[dict], text: str) -> list[dict]:
     return [{"role": "system", "content": text}, *messages]
 
 
+def adversarial_prompts(run: RunDir) -> list[dict]:
+    """Prompt rows of every distinct adversarial request: RL prompts (train split), then safety pairs."""
+    rl = [p for p in read_table(run.require(run.data / "rl_prompts.parquet", "data"), "prompts")
+          if p["split"] == "train" and p["kind"] == "adversarial"]
+    pairs = read_table(run.require(run.data / "safety_pairs.parquet", "data"), "preferences")
+    from_pairs = [{"id": p["id"], "messages": p["prompt"], "kind": "adversarial", "task": p["task"],
+                   "is_safety": True, "meta": p["meta"], "split": "train"} for p in pairs if p["is_safety"]]
+    seen, out = set(), []
+    for row in rl + from_pairs:
+        text = json.dumps(row["messages"], sort_keys=True)
+        if text not in seen:
+            seen.add(text)
+            out.append(row)
+    return out
+
+
 def safety_scores(rm, rows, comps) -> torch.Tensor:
     scores = ray.get(rm.score.remote(score_requests(rows, comps)))
     if "safety" not in scores:
@@ -55,8 +72,7 @@ def run(cfg: Config, run: RunDir) -> dict[str, Any]:
     cc = cfg.context_distillation
     tok = load_tokenizer(cfg, run)
     init = run.require(run.checkpoint("gatt"), "gatt")
-    rows = [p for p in read_table(run.require(run.data / "rl_prompts.parquet", "data"), "prompts")
-            if p["split"] == "train" and p["kind"] == "adversarial"]
+    rows = adversarial_prompts(run)
     random.Random(cfg.seed).shuffle(rows)
     plain = []
     for r in rows:

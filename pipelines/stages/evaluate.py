@@ -4,7 +4,10 @@ Per checkpoint: oracle helpfulness per family (greedy answers), the violation ra
 prompts, the false-refusal rate on borderline prompts, system-constraint adherence by turn number in
 multi-turn dialogues, and the RM-judged win rate against the baseline (`win/(win+loss)`, ties removed).
 One generator pool serves every checkpoint: each is loaded into it in place (the weight-sync path).
-Every metric comes with its standard error, which the report uses as the noise estimate.
+Every metric comes with its standard error. Because every checkpoint answers the same prompts (greedy),
+the stage also reports each change between checkpoints as a paired difference over prompts with the
+standard error of that difference (`paired`); the report uses it as the noise of a change. It measures
+the prompt-sampling noise of comparing two fixed models, not the variation between training runs.
 """
 from __future__ import annotations
 
@@ -115,6 +118,41 @@ def oracle_metrics(rows, answers, dialogs, dialog_answers, turns) -> tuple[dict[
     return {k: stat(v) for k, v in sorted(per.items())}, results
 
 
+PAIRED_METRICS = ("helpfulness", "violation_rate", "false_refusal_rate")
+
+
+def per_prompt(results: Sequence[dict], turns: set[int]) -> dict[str, dict[tuple, float]]:
+    """metric -> {(prompt id, turn): value} from one checkpoint's result rows (oracle_metrics)."""
+    out: dict[str, dict[tuple, float]] = defaultdict(dict)
+    for r in results:
+        key = (r["prompt_id"], r["turn"])
+        if r["kind"] == "helpful":
+            out["helpfulness"][key] = r["helpfulness"]
+        elif r["kind"] == "adversarial":
+            out["violation_rate"][key] = float(r["violation"])
+        elif r["kind"] == "borderline":
+            out["false_refusal_rate"][key] = float(r["refusal"])
+        elif r["turn"] in turns and r["adherence"] is not None:
+            out[f"adherence/turn{r['turn']}"][key] = float(r["adherence"])
+    return out
+
+
+def paired(a: dict[str, dict[tuple, float]], b: dict[str, dict[tuple, float]]) -> dict[str, dict[str, float]]:
+    """Per metric: mean of (a - b) over the prompts both answered, and the standard error of that mean."""
+    out = {}
+    for metric in sorted(set(a) & set(b)):
+        keys = sorted(set(a[metric]) & set(b[metric]))
+        if keys:
+            out[metric] = stat([a[metric][k] - b[metric][k] for k in keys])
+    return out
+
+
+def comparisons(names: Sequence[str], base: str) -> list[tuple[str, str]]:
+    """(later, earlier) checkpoint pairs: each against the one before it and against `base`."""
+    pairs = [(b, a) for a, b in zip(names, names[1:])]
+    return pairs + [(n, base) for n in names if base in names and n != base and (n, base) not in pairs]
+
+
 def win_rate(rm, rows, comps_a, comps_b) -> dict[str, float]:
     """RM-judged win rate of answers A over baseline answers B: win / (win + loss), ties removed."""
     sa = selection_scores(ray.get(rm.score.remote(score_requests(rows, comps_a))))
@@ -151,6 +189,7 @@ def run(cfg: Config, run: RunDir) -> dict[str, Any]:
     rm = reward_actor(cfg, run) if ec.rm_win_rate else None
     report: dict[str, Any] = {}
     comps_by_name: dict[str, list] = {}
+    values: dict[str, dict[str, dict[tuple, float]]] = {}
     try:
         for v, name in enumerate(names):
             if v:
@@ -160,6 +199,7 @@ def run(cfg: Config, run: RunDir) -> dict[str, Any]:
             dialog_answers = multi_turn(pool, tok, dialogs, ec, cfg.seed)
             m, results = oracle_metrics(rows, answers, dialogs, dialog_answers, set(ec.turns))
             comps_by_name[name] = comps
+            values[name] = per_prompt(results, set(ec.turns))
             for r in results:
                 r.update({"checkpoint": str(paths[name]), "stage": name})
             write_table(results, run.eval_results(Path(name).name), "eval_results")
@@ -176,4 +216,5 @@ def run(cfg: Config, run: RunDir) -> dict[str, Any]:
         if rm is not None:
             ray.kill(rm)
         metrics.close()
-    return {"checkpoints": report, "prompts": len(rows), "dialogues": len(dialogs)}
+    diffs = {f"{a}-{b}": paired(values[a], values[b]) for a, b in comparisons(names, ec.rm_win_rate_against)}
+    return {"checkpoints": report, "paired": diffs, "prompts": len(rows), "dialogues": len(dialogs)}

@@ -1,9 +1,12 @@
 """Sizes and knobs of the world's dataset bundle: the one place their defaults live.
 
-The defaults fit the tiny CPU demo. Two knobs leave room for the later stages to improve on SFT, as
-in the paper: `safety_demo_fraction` keeps safety demonstrations scarce in SFT (the paper's SFT had
-few; safety came from RLHF and context distillation), and `sft_noise` makes a fraction of SFT answers
-imperfect (other phrasing, close-but-wrong values), so RLHF has headroom the oracle can measure.
+The defaults fit the tiny CPU demo. Several knobs leave room for the later stages to improve on SFT,
+as in the paper: `safety_demo_fraction` keeps safety demonstrations scarce in SFT (the paper's SFT had
+few; safety came from RLHF and context distillation) and `sft_unsafe_fraction` makes half of them
+comply; `sft_terse_fraction` has demonstrators answer helpful requests with the bare value while the
+preference annotators prefer the full sentence; `sft_noise` makes a fraction of SFT answers imperfect
+(other phrasing, close-but-wrong values); `rl_adversarial_fraction` keeps the safety share of the RL
+prompts small, so that context distillation has violations left to remove.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ COUNT_FIELDS: tuple[str, ...] = (
 _EVAL_PROMPT_FIELDS: tuple[str, ...] = ("eval_helpful", "eval_adversarial", "eval_borderline")
 _FRACTION_FIELDS: tuple[str, ...] = (
     "sft_constraint_fraction", "sft_borderline_fraction", "safety_demo_fraction", "sft_noise",
-    "annotator_noise", "sft_unsafe_fraction", "safety_pair_adversarial_fraction", "rl_adversarial_fraction", "rl_borderline_fraction",
+    "annotator_noise", "sft_unsafe_fraction", "sft_terse_fraction", "safety_pair_adversarial_fraction", "rl_adversarial_fraction", "rl_borderline_fraction",
 )
 
 
@@ -43,18 +46,22 @@ class BundleConfig:
     gatt_min_turns: int = 2
     gatt_max_turns: int = 8
     # SFT mix and imperfection
-    sft_constraint_fraction: float = 0.2  # dialogues with a system constraint
+    sft_constraint_fraction: float = 0.4  # dialogues with a system constraint
     sft_borderline_fraction: float = 0.1  # user turns that are borderline requests
     safety_demo_fraction: float = 0.03  # user turns that are adversarial (answered with a refusal)
     sft_noise: float = 0.1  # answers replaced by an imperfect one (format, other words, close value)
     # adversarial SFT turns answered with compliance: demonstration data that is not fully safe, as
     # helpfulness-focused annotation tends to be, so the SFT model violates and RLHF has safety work
     sft_unsafe_fraction: float = 0.5
+    # helpful SFT turns answered with the bare value ("12.", VALUE) instead of the full sentence (EXACT):
+    # terse demonstrators, while preference annotators rate the full sentence higher. RLHF can learn
+    # this from the reward models, which is what the paper found (annotators judge better than write).
+    sft_terse_fraction: float = 0.6
     # preference pairs
     annotator_noise: float = 0.1  # flip probability scale (pairs.FLIP_WEIGHT per rating level)
     safety_pair_adversarial_fraction: float = 0.7  # the rest of the safety pairs are borderline
     # RL prompt mix (the rest is helpful)
-    rl_adversarial_fraction: float = 0.1
+    rl_adversarial_fraction: float = 0.04  # few: safety RLHF leaves work for context distillation
     rl_borderline_fraction: float = 0.15
     # share of all task instances held out for evaluation (split.py)
     eval_fraction: float = DEFAULT_EVAL_FRACTION

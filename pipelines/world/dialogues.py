@@ -18,7 +18,7 @@ from typing import Any
 from pipelines.world.config import BundleConfig
 from pipelines.world.constraints import apply_constraints, sample_constraints, system_text
 from pipelines.world.helpful import sample_helpful
-from pipelines.world.ladder import answer_for
+from pipelines.world.ladder import answer_for, terse_answer
 from pipelines.world.safety import sample_adversarial, sample_borderline
 from pipelines.world.split import draw_in_split
 from pipelines.world.tasks import Task, strip_opener
@@ -74,15 +74,17 @@ def _dialogue_row(row_id: str, source: str, tasks: list[Task], answers: list[str
 
 
 def generate_sft(cfg: BundleConfig, rng: random.Random) -> tuple[list[dict], dict]:
-    """SFT demonstrations: 1..sft_max_turns turns (shorter ones likelier), canonical answers, some noisy."""
-    rows, turn_kinds, noisy_total, constrained, unsafe = [], Counter(), 0, 0, 0
+    """SFT demonstrations: 1..sft_max_turns turns (shorter ones likelier), canonical answers, some noisy,
+    and a share of helpful answers given as the bare value (sft_terse_fraction)."""
+    rows, turn_kinds, noisy_total, constrained, unsafe, terse_total = [], Counter(), 0, 0, 0, 0
     lengths = list(range(1, cfg.sft_max_turns + 1))
     for i in range(cfg.sft_dialogues):
         n = rng.choices(lengths, weights=[1.0 / n for n in lengths])[0]
         constraints = sample_constraints(rng) if rng.random() < cfg.sft_constraint_fraction else []
         tasks = [draw_turn(rng, "train", cfg.eval_fraction, cfg.safety_demo_fraction, cfg.sft_borderline_fraction)
                  for _ in range(n)]
-        answers, noisy, unsafe_turns = [], [], []
+        answers, noisy, unsafe_turns, terse = [], [], [], []
+        upper = any(c["kind"] == "upper" for c in constraints)
         for t, task in enumerate(tasks, start=1):
             turn_kinds[task.task] += 1
             answer = task.canonical
@@ -94,13 +96,19 @@ def generate_sft(cfg: BundleConfig, rng: random.Random) -> tuple[list[dict], dic
                 # a case variant can become the canonical answer again under the upper-case constraint
                 if apply_constraints(answer, constraints) != apply_constraints(task.canonical, constraints):
                     noisy.append(t)
+            elif task.kind == "helpful" and not upper and rng.random() < cfg.sft_terse_fraction:
+                # (not under the upper-case constraint: a bare number has no letter to be upper case)
+                answer = terse_answer(task)
+                terse.append(t)
             answers.append(answer)
         noisy_total += len(noisy)
+        terse_total += len(terse)
         unsafe += len(unsafe_turns)
         constrained += bool(constraints)
         rows.append(_dialogue_row(f"sft-{i:06d}", "world_sft", tasks, answers, constraints,
-                                 {"noisy_turns": noisy, "unsafe_turns": unsafe_turns}))
+                                 {"noisy_turns": noisy, "unsafe_turns": unsafe_turns, "terse_turns": terse}))
     stats = {"rows": len(rows), "turns": dict(sorted(turn_kinds.items())), "noisy_answers": noisy_total,
+             "terse_answers": terse_total,
              "with_constraints": constrained, "unsafe_demonstrations": unsafe}
     return rows, stats
 

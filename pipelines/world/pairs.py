@@ -80,11 +80,21 @@ class PairStats:
         }
 
 
-def make_pair(task: Task, kind: str, rng: random.Random, annotator_noise: float, stats: PairStats) -> dict | None:
-    """One preference row for `task` (kind "helpfulness" or "safety"), or None if skipped/dropped."""
-    rungs = draw_rungs(task, rng)
-    answers = [answer_for(task, r, rng) for r in rungs]
-    judgments = [judge_turn(task.key, a) for a in answers]
+def annotate(
+    key: dict, user: str, answers: tuple[str, str], kind: str, rng: random.Random, annotator_noise: float,
+    stats: PairStats, extra_meta: dict[str, Any] | None = None,
+) -> dict | None:
+    """The simulated annotator's preference row for two answers to one user turn, or None.
+
+    The oracle scores both answers (helpfulness minus 1 for a violation); the rating level comes from
+    the gap, a noisy annotator may flip the preference (keeping the rating), and safety pairs get the
+    three-way label. Ties and identical answers are skipped, and a safety pair whose chosen answer is
+    unsafe while the rejected one is safe is dropped; both are counted in `stats`, and give None.
+    The row has every preferences column but "id" (the caller names rows).
+    """
+    if kind not in ("helpfulness", "safety"):
+        raise ValueError(f"preference kind must be 'helpfulness' or 'safety', got {kind!r}")
+    judgments = [judge_turn(key, a) for a in answers]
     scores = [pair_score(j) for j in judgments]
     gap = abs(scores[0] - scores[1])
     if gap <= _EPS or answers[0].strip() == answers[1].strip():
@@ -103,17 +113,31 @@ def make_pair(task: Task, kind: str, rng: random.Random, annotator_noise: float,
             return None
     stats.flipped += flipped
     stats.ratings[rating] += 1
-    stats.tasks[task.task] += 1
+    stats.tasks[key["task"]] += 1
     if label:
         stats.safety_labels[label] += 1
-    meta = {"turns": [task.key], "constraints": [], "chosen_rung": rungs[best], "rejected_rung": rungs[worst],
-            "chosen_score": scores[best], "rejected_score": scores[worst], "gap": round(gap, 4), "flipped": flipped}
+    meta = {"turns": [key], "constraints": [], **(extra_meta or {}), "chosen_score": scores[best],
+            "rejected_score": scores[worst], "gap": round(gap, 4), "flipped": flipped,
+            "chosen_index": best}
     return {
-        "prompt": [{"role": "user", "content": task.user}],
+        "prompt": [{"role": "user", "content": user}],
         "chosen": answers[best], "rejected": answers[worst], "rating": rating, "safety_label": label,
-        "kind": kind, "is_safety": task.kind == "adversarial", "task": task.task,
+        "kind": kind, "is_safety": key["kind"] == "adversarial", "task": key["task"],
         "meta": json.dumps(meta, sort_keys=True),
     }
+
+
+def make_pair(task: Task, kind: str, rng: random.Random, annotator_noise: float, stats: PairStats) -> dict | None:
+    """One preference row for two ladder answers to `task` (kind "helpfulness" or "safety"), or None."""
+    rungs = draw_rungs(task, rng)
+    answers = (answer_for(task, rungs[0], rng), answer_for(task, rungs[1], rng))
+    row = annotate(task.key, task.user, answers, kind, rng, annotator_noise, stats)
+    if row is not None:
+        meta = json.loads(row["meta"])
+        best = meta.pop("chosen_index")
+        meta.update(chosen_rung=rungs[best], rejected_rung=rungs[1 - best])
+        row["meta"] = json.dumps(meta, sort_keys=True)
+    return row
 
 
 def make_pairs(

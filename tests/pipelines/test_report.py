@@ -274,3 +274,64 @@ def test_noise_rule_matches_the_documented_formula():
     assert claim(checks(ev, {}), "turn4")["holds"] is True
     ev["gatt"]["adherence/turn4"] = s(0.30 + bound - 1e-6, se)
     assert claim(checks(ev, {}), "turn4")["holds"] is False
+
+
+# --- paired differences (the evaluate stage's "paired": same prompts, per-prompt difference) --------
+
+def test_paired_difference_replaces_the_combined_error():
+    # means 0.50 -> 0.56 with se 0.035 each: combined 2SE = 2*sqrt(2)*0.035 = 0.099 > 0.06, within noise.
+    # The paired per-prompt difference +0.06 with se 0.02 (2SE 0.04) is beyond noise.
+    ev = helpful(0.50, 0.53, 0.56, se=0.035)
+    assert claim(checks(ev, {}), "oracle helpfulness")["holds"] is False
+    paired = {"rs-sft": {"helpfulness": s(0.03, 0.02)}, "ppo-rs": {"helpfulness": s(0.03, 0.02)},
+              "ppo-sft": {"helpfulness": s(0.06, 0.02)}}
+    c = claim(checks(ev, {}, paired), "oracle helpfulness")
+    assert c["holds"] is True
+    assert "total gain +0.060 vs 2SE 0.040" in c["detail"]
+
+
+def test_paired_step_down_beyond_its_noise_does_not_hold():
+    # means say PPO is within noise of RS (-0.02 vs combined 2SE 0.0566); the paired difference -0.02
+    # with se 0.005 (2SE 0.01) says it fell beyond noise
+    ev = helpful(0.40, 0.62, 0.60)
+    paired = {"rs-sft": {"helpfulness": s(0.22, 0.01)}, "ppo-rs": {"helpfulness": s(-0.02, 0.005)},
+              "ppo-sft": {"helpfulness": s(0.20, 0.01)}}
+    assert claim(checks(ev, {}), "oracle helpfulness")["holds"] is True
+    assert claim(checks(ev, {}, paired), "oracle helpfulness")["holds"] is False
+
+
+def test_paired_entry_with_one_prompt_falls_back_to_the_means():
+    ev = {"ppo": {"adherence/turn4": s(0.30, 0.03)}, "gatt": {"adherence/turn4": s(0.50, 0.03)}}
+    paired = {"gatt-ppo": {"adherence/turn4": s(-0.5, 0.0, n=1)}}  # n=1: no standard error, not used
+    assert claim(checks(ev, {}, paired), "turn4")["holds"] is True  # +0.20 > 2*sqrt(2)*0.03 = 0.085
+    paired = {"gatt-ppo": {"adherence/turn4": s(0.20, 0.11, n=80)}}  # paired 2SE 0.22 > 0.20
+    assert claim(checks(ev, {}, paired), "turn4")["holds"] is False
+
+
+def test_paired_context_distillation_and_violation_checks():
+    ev = {"sft": {"violation_rate": s(0.30, 0.03), "false_refusal_rate": s(0.0, 0.0)},
+          "gatt": {"violation_rate": s(0.10, 0.02)},
+          "context_distillation": {"violation_rate": s(0.07, 0.018), "false_refusal_rate": s(0.0, 0.0)}}
+    # means: -0.03 vs combined 2SE 2*sqrt(0.02^2+0.018^2) = 0.054: within noise
+    assert claim(checks(ev, {}), "context distillation lowers")["holds"] is False
+    paired = {"context_distillation-gatt": {"violation_rate": s(-0.03, 0.01)},
+              "context_distillation-sft": {"violation_rate": s(-0.23, 0.03), "false_refusal_rate": s(0.0, 0.0)}}
+    out = checks(ev, {}, paired)
+    assert claim(out, "context distillation lowers")["holds"] is True
+    assert "(2SE 0.020)" in claim(out, "context distillation lowers")["detail"]
+    assert claim(out, "violation rate falls")["holds"] is True
+
+
+def test_write_report_uses_and_shows_the_paired_differences(tmp_path):
+    run = RunDir.create(tmp_path)
+    ev = helpful(0.50, 0.53, 0.56, se=0.035)
+    paired = {"rs-sft": {"helpfulness": s(0.03, 0.02)}, "ppo-rs": {"helpfulness": s(0.03, 0.02)},
+              "ppo-sft": {"helpfulness": s(0.06, 0.02)}}
+    run.write_manifest("evaluate", status="done", cfg_hash="h", inputs={}, outputs={},
+                       metrics={"checkpoints": ev, "paired": paired})
+    rep = write_report(run)
+    assert rep["paired"] == paired
+    assert claim(rep["checks"], "oracle helpfulness")["holds"] is True
+    md = (run.root / "report.md").read_text()
+    assert "| change | helpfulness |" in md
+    assert "| ppo vs sft | +0.060 ±0.040 |" in md

@@ -15,7 +15,7 @@ from pipelines.world import BundleConfig, generate_all, generate_dataset, judge_
 from pipelines.world.helpful import FAMILY_NAMES
 from pipelines.world.safety import CATEGORY_NAMES, sample_borderline
 from pipelines.world.split import instance_text
-from pipelines.world.tasks import Task, strip_opener
+from pipelines.world.tasks import VALUE, Task, strip_opener
 from pipelines.world.vocab import CAPITALS, CREATURES
 
 # Big enough that the train sets would hit eval instances if the split did not keep them apart.
@@ -105,19 +105,26 @@ def test_sft_demonstrations(bundle):
     turn_kinds = Counter(k["kind"] for _, k in _user_turns(data))
     safety_share = turn_kinds["adversarial"] / sum(turn_kinds.values())
     assert 0.015 < safety_share < 0.045  # safety_demo_fraction = 0.03: scarce, as in the paper
-    noisy = unsafe = 0
+    noisy = unsafe = terse = 0
     for row in data.rows:
         meta = json.loads(row["meta"])
         answers = [m["content"] for m in row["messages"] if m["role"] == "assistant"]
         judgments = judge_dialogue(meta, answers)
         for t, j in enumerate(judgments, start=1):
             assert j.adherent in (None, True), row["id"]
-            assert (j.helpfulness < 1.0) == (t in meta["noisy_turns"] + meta["unsafe_turns"]), (row["id"], t)
+            imperfect = meta["noisy_turns"] + meta["unsafe_turns"] + meta["terse_turns"]
+            assert (j.helpfulness < 1.0) == (t in imperfect), (row["id"], t)
+            if t in meta["terse_turns"]:  # the bare value: right (VALUE), not the full sentence
+                assert j.helpfulness == VALUE and j.correct, (row["id"], t)
             assert j.violation == (t in meta["unsafe_turns"]), (row["id"], t)
         noisy += len(meta["noisy_turns"])
+        terse += len(meta["terse_turns"])
         unsafe += len(meta["unsafe_turns"])
     assert 0.05 < noisy / sum(turn_kinds.values()) < 0.15  # sft_noise = 0.1
     assert 0.3 < unsafe / turn_kinds["adversarial"] < 0.7  # sft_unsafe_fraction = 0.5
+    # sft_terse_fraction = 0.6 of the helpful turns not already noisy and not under the upper-case constraint
+    assert 0.3 < terse / turn_kinds["helpful"] < 0.6
+    assert data.stats["terse_answers"] == terse
     assert data.stats["with_constraints"] > 0
 
 

@@ -13,6 +13,8 @@ import pytest
 
 from pipelines.world import judge, judge_turn
 from pipelines.world.helpful import FAMILY_NAMES, sample_helpful
+from pipelines.world.ladder import answer_for, rungs_for
+from pipelines.world.tasks import VALUE
 from pipelines.world.vocab import CAPITALS, CREATURES
 
 ARITH = {"kind": "helpful", "task": "arithmetic", "a": 7, "op": "plus", "b": 5, "value": 12,
@@ -163,3 +165,15 @@ def test_sampled_keys_match_an_independent_computation_and_judge_their_canonical
             assert task.key["task"] == name and task.kind == "helpful"
             assert judge_turn(task.key, task.canonical).helpfulness == 1.0
             assert len(task.canonical.split()) <= 15  # short enough for a tiny model
+
+
+def test_the_terse_rung_is_the_bare_right_value_for_every_family():
+    rng = random.Random(5)
+    for name in FAMILY_NAMES:
+        for _ in range(20):
+            task = sample_helpful(rng, name)
+            assert "terse" in rungs_for(task)
+            answer = answer_for(task, "terse", rng)
+            assert answer == f"{task.key['value_text']}."
+            j = judge_turn(task.key, answer)
+            assert (j.helpfulness, j.correct) == (VALUE, True), (name, task.user, answer)

@@ -111,3 +111,31 @@ def test_annotator_noise_flips_weak_preferences_more_and_its_unsafe_choices_are_
     _check_rows(rows, "safety")
     assert stats.dropped_unsafe_chosen > 0
     assert not any(r["safety_label"] is None for r in rows)
+
+
+def test_annotate_labels_any_two_answers_like_the_ladder():
+    task = _task(sample_helpful, seed=3)
+    stats = PairStats()
+    terse = f"{task.key['value_text']}."
+    row = pairs_module.annotate(task.key, task.user, (terse, task.canonical), "helpfulness", random.Random(0), 0.0,
+                                stats, {"source": "policy"})
+    # canonical EXACT 1.0 over the bare value VALUE 0.7: gap 0.3, slightly better
+    assert (row["chosen"], row["rejected"], row["rating"]) == (task.canonical, terse, "slightly_better")
+    meta = json.loads(row["meta"])
+    assert meta["source"] == "policy" and meta["chosen_index"] == 1 and meta["gap"] == pytest.approx(0.3)
+    assert row["prompt"] == [{"role": "user", "content": task.user}] and row["kind"] == "helpfulness"
+    assert pairs_module.annotate(task.key, task.user, (terse, terse + " "), "helpfulness", random.Random(0), 0.0,
+                                 stats) is None
+    assert stats.skipped_zero_gap == 1 and stats.made == 0 and stats.ratings["slightly_better"] == 1
+    with pytest.raises(ValueError, match="preference kind"):
+        pairs_module.annotate(task.key, task.user, ("a", "b"), "style", random.Random(0), 0.0, stats)
+
+
+def test_ladder_pairs_keep_their_rung_names():
+    rows, _ = make_pairs(40, "helpfulness", sample_helpful, random.Random(1), 0.0, "h")
+    for row in rows:
+        meta = json.loads(row["meta"])
+        assert "chosen_index" not in meta
+        assert meta["chosen_rung"] != meta["rejected_rung"]
+    assert any(json.loads(r["meta"])["chosen_rung"] == "terse" or json.loads(r["meta"])["rejected_rung"] == "terse"
+               for r in rows)
