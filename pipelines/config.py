@@ -215,7 +215,9 @@ class GAttConfig:
     """Ghost Attention: instruction in the first turn only, loss on the last turn (section 9)."""
 
     dialogues: int = 384
-    max_turns: int = 4
+    max_turns: int = 8
+    samples: int = 4              # answers sampled per turn; with keep_adherent the first that keeps the instruction
+    keep_adherent: bool = True    # drop sampled answers that break the instruction (rule check of the world's constraints)
     temperature: float = 0.7
     max_prompt_len: int = 320
     max_new_tokens: int = 48

@@ -112,13 +112,15 @@ def markdown(rep: dict[str, Any]) -> str:
     for name in ROWS:
         if name in ev:
             lines.append(f"| {name} | " + " | ".join(_cell(ev[name].get(c)) for c in COLUMNS) + " |")
-    fams = sorted({k for m in ev.values() for k in m if k.startswith("helpfulness/")})
-    if fams:
-        lines += ["", "Helpfulness per task family:", "", "| checkpoint | " + " | ".join(f.split("/")[1] for f in fams) + " |",
-                  "|---" * (len(fams) + 1) + "|"]
-        for name in ROWS:
-            if name in ev:
-                lines.append(f"| {name} | " + " | ".join(_cell(ev[name].get(f)) for f in fams) + " |")
+    for prefix, title in (("helpfulness/", "Helpfulness per task family:"),
+                          ("violation_rate/", "Violation rate per risk category:")):
+        fams = sorted({k for m in ev.values() for k in m if k.startswith(prefix)})
+        if fams:
+            lines += ["", title, "", "| checkpoint | " + " | ".join(f.split("/")[1] for f in fams) + " |",
+                      "|---" * (len(fams) + 1) + "|"]
+            for name in ROWS:
+                if name in ev:
+                    lines.append(f"| {name} | " + " | ".join(_cell(ev[name].get(f)) for f in fams) + " |")
     changes = [c for c in CHANGE_COLUMNS if any(c in d for d in rep.get("paired", {}).values())]
     if changes:
         lines += ["", "Changes between checkpoints, paired over the same prompts (mean difference ± 2 standard errors "

@@ -299,7 +299,7 @@ def _check_ppo(cfg: Config) -> list[str]:
 
 def _check_gatt(cfg: Config) -> list[str]:
     g = cfg.gatt
-    out = _check_training("gatt", g.batch_size, g.epochs, g.optim, cfg) + _all_positive("gatt", g, ("dialogues", "temperature"))
+    out = _check_training("gatt", g.batch_size, g.epochs, g.optim, cfg) + _all_positive("gatt", g, ("dialogues", "samples", "temperature"))
     out += _sampling_fits("gatt", g.max_prompt_len, g.max_new_tokens, cfg)
     if g.max_turns < 2:
         out.append(f"gatt.max_turns: Ghost Attention needs multi-turn dialogues (>= 2), got {g.max_turns}")

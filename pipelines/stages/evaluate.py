@@ -99,6 +99,7 @@ def oracle_metrics(rows, answers, dialogs, dialog_answers, turns) -> tuple[dict[
             per["accuracy"].append(float(j.correct))
         elif kind == "adversarial":
             per["violation_rate"].append(float(j.violation))
+            per[f"violation_rate/{row['task']}"].append(float(j.violation))
             per["adversarial_refusal_rate"].append(float(j.refusal))
         else:
             per["false_refusal_rate"].append(float(j.refusal))

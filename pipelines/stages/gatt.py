@@ -10,9 +10,18 @@ This project's chat format states instructions as the system prompt (folded into
 turn); so turn t is sampled in the context [system: instruction, user: turn t], which is what the
 model saw at turn 1 during SFT. Tasks of the world are independent across turns, so no history is lost.
 Dialogue lengths are drawn uniformly in 2..max_turns, so the last-turn loss covers every depth.
+
+Which sampled answer is used: the paper samples one answer per turn from a model that follows an
+instruction it is given. The tiny model keeps an instruction in force only about half the time, and
+training on the answers that break it teaches breaking it at every depth. So each turn gets `samples`
+answers and, with `keep_adherent`, the first that keeps the instruction (the world's constraints are
+synthetic and checkable by rule: upper case, greeting, end word, signature, like the paper's
+synthetic hobby/language/persona constraints); a dialogue with a turn where none does is dropped and
+counted. The check reads only the constraints, never the answer's helpfulness.
 """
 from __future__ import annotations
 
+import json
 import logging
 import random
 from typing import Any
@@ -22,6 +31,7 @@ from pipelines.common import (complete, generator_pool, learner_group, load_toke
 from pipelines.config import Config
 from pipelines.data import read_table, write_table
 from pipelines.rundir import RunDir
+from pipelines.world.constraints import check_constraints
 
 log = logging.getLogger(__name__)
 
@@ -37,21 +47,32 @@ def seeds(rows: list[dict], max_turns: int, n: int, rng: random.Random) -> list[
         if len(users) < 2:
             continue
         turns = rng.randint(2, min(max_turns, len(users)))
-        out.append({"id": r["id"], "instruction": msgs[0]["content"], "users": users[:turns]})
+        constraints = json.loads(r["meta"]).get("constraints", []) if r.get("meta") else []
+        out.append({"id": r["id"], "instruction": msgs[0]["content"], "users": users[:turns],
+                    "constraints": constraints})
     rng.shuffle(out)
     return out[:n]
 
 
-def sample_answers(pool, tok, dialogs: list[dict], gc, seed: int) -> list[list[str]]:
-    """Every turn answered with the instruction in force (one generation call for all turns)."""
+def pick(texts: list[str], constraints: list[dict], keep_adherent: bool) -> str | None:
+    """The first non-empty sample (that keeps every constraint, with keep_adherent); None if there is none."""
+    for text in texts:
+        if text.strip() and (not keep_adherent or not constraints or all(check_constraints(text, constraints).values())):
+            return text
+    return None
+
+
+def sample_answers(pool, tok, dialogs: list[dict], gc, seed: int) -> list[list[str | None]]:
+    """Every turn answered with the instruction in force (one generation call for all turns); a turn
+    whose samples are all empty (or, with keep_adherent, all break the instruction) is None."""
     flat = [(i, t) for i, d in enumerate(dialogs) for t in range(len(d["users"]))]
     prompts = [[{"role": "system", "content": dialogs[i]["instruction"]},
                 {"role": "user", "content": dialogs[i]["users"][t]}] for i, t in flat]
-    comps = complete(pool, tok, prompts, n=1, temperature=gc.temperature, top_p=1.0,
+    comps = complete(pool, tok, prompts, n=gc.samples, temperature=gc.temperature, top_p=1.0,
                      max_new_tokens=gc.max_new_tokens, max_prompt_len=gc.max_prompt_len, seed=seed)
-    answers: list[list[str]] = [[] for _ in dialogs]
+    answers: list[list[str | None]] = [[] for _ in dialogs]
     for (i, _), g in zip(flat, comps):
-        answers[i].append(g[0].text)
+        answers[i].append(pick([c.text for c in g], dialogs[i]["constraints"], gc.keep_adherent))
     return answers
 
 
@@ -79,12 +100,15 @@ def run(cfg: Config, run: RunDir) -> dict[str, Any]:
         answers = sample_answers(pool, tok, dialogs, gc, cfg.seed)
     finally:
         pool.shutdown()
-    # a dialogue with an empty sampled answer teaches nothing and is not a valid dialogue: skipped, counted
-    train = [(d["id"], training_dialogue(d, a)) for d, a in zip(dialogs, answers) if all(x.strip() for x in a)]
-    log.info("gatt: %d of %d sampled dialogues kept (the rest had an empty answer)", len(train), len(dialogs))
+    # a dialogue with a turn without a usable sample is skipped and counted
+    train = [(d["id"], training_dialogue(d, a)) for d, a in zip(dialogs, answers) if all(x is not None for x in a)]
+    turns = [x for a in answers for x in a]
+    log.info("gatt: %d of %d dialogues kept; %d of %d turns had no usable sample of %d (empty%s)", len(train),
+             len(dialogs), sum(x is None for x in turns), len(turns), gc.samples,
+             " or breaking the instruction" if gc.keep_adherent else "")
     if not train:
-        raise ValueError("gatt: every sampled dialogue had an empty answer; the policy at "
-                         f"{init} does not answer — check the earlier stages")
+        raise ValueError(f"gatt: no dialogue had a usable sample at every turn; the policy at {init} does not "
+                         "answer (or never keeps the instruction) — check the earlier stages")
     write_table([{"id": i, "messages": m, "source": "gatt", "meta": "{}"} for i, m in train],
                 run.data / "gatt_train.parquet", "dialogues")
     metrics.text("gatt", "sample", "\n".join(f"{m['role']}: {m['content']}" for m in train[0][1]), 0)
@@ -96,4 +120,6 @@ def run(cfg: Config, run: RunDir) -> dict[str, Any]:
     finally:
         group.shutdown()
         metrics.close()
-    return {"dialogues": len(train), "skipped_empty": len(dialogs) - len(train), "turns_mean": sum(len(d["users"]) for d in dialogs) / len(dialogs), **out}
+    return {"dialogues": len(train), "skipped": len(dialogs) - len(train),
+            "turns_without_sample": sum(x is None for x in turns), "turns": len(turns),
+            "turns_mean": sum(len(d["users"]) for d in dialogs) / len(dialogs), **out}

@@ -3,10 +3,11 @@
 The defaults fit the tiny CPU demo. Several knobs leave room for the later stages to improve on SFT,
 as in the paper: `safety_demo_fraction` keeps safety demonstrations scarce in SFT (the paper's SFT had
 few; safety came from RLHF and context distillation) and `sft_unsafe_fraction` makes half of them
-comply; `sft_terse_fraction` has demonstrators answer helpful requests with the bare value while the
-preference annotators prefer the full sentence; `sft_noise` makes a fraction of SFT answers imperfect
-(other phrasing, close-but-wrong values); `rl_adversarial_fraction` keeps the safety share of the RL
-prompts small, so that context distillation has violations left to remove.
+comply; `sft_padded_fraction` has demonstrators open helpful answers with a pleasantry while the
+preference annotators prefer the plain answer (`padded_pair_fraction` of their comparisons); `sft_noise` makes a fraction of SFT answers imperfect
+(other phrasing, close-but-wrong values); `rl_risk_categories` limits the adversarial RL prompts to
+some risk categories, so that context distillation, whose prompts cover all of them, has violations
+left to remove.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from pipelines.world.safety import CATEGORY_NAMES
 from pipelines.world.split import DEFAULT_EVAL_FRACTION
 
 COUNT_FIELDS: tuple[str, ...] = (
@@ -23,7 +25,7 @@ COUNT_FIELDS: tuple[str, ...] = (
 _EVAL_PROMPT_FIELDS: tuple[str, ...] = ("eval_helpful", "eval_adversarial", "eval_borderline")
 _FRACTION_FIELDS: tuple[str, ...] = (
     "sft_constraint_fraction", "sft_borderline_fraction", "safety_demo_fraction", "sft_noise",
-    "annotator_noise", "sft_unsafe_fraction", "sft_terse_fraction", "safety_pair_adversarial_fraction", "rl_adversarial_fraction", "rl_borderline_fraction",
+    "annotator_noise", "sft_unsafe_fraction", "sft_padded_fraction", "padded_pair_fraction", "safety_pair_adversarial_fraction", "rl_adversarial_fraction", "rl_borderline_fraction",
 )
 
 
@@ -53,15 +55,21 @@ class BundleConfig:
     # adversarial SFT turns answered with compliance: demonstration data that is not fully safe, as
     # helpfulness-focused annotation tends to be, so the SFT model violates and RLHF has safety work
     sft_unsafe_fraction: float = 0.5
-    # helpful SFT turns answered with the bare value ("12.", VALUE) instead of the full sentence (EXACT):
-    # terse demonstrators, while preference annotators rate the full sentence higher. RLHF can learn
-    # this from the reward models, which is what the paper found (annotators judge better than write).
-    sft_terse_fraction: float = 0.6
+    # helpful SFT answers opened with a pleasantry ("Happy to help! ...", VALUE instead of EXACT): the
+    # demonstrators pad, the preference annotators prefer the plain answer. RLHF can learn this from
+    # the reward models, which is what the paper found (annotators judge better than they write).
+    sft_padded_fraction: float = 0.9
     # preference pairs
     annotator_noise: float = 0.1  # flip probability scale (pairs.FLIP_WEIGHT per rating level)
     safety_pair_adversarial_fraction: float = 0.7  # the rest of the safety pairs are borderline
+    # helpfulness pairs that compare an answer with the same answer padded by a pleasantry
+    padded_pair_fraction: float = 0.25
     # RL prompt mix (the rest is helpful)
-    rl_adversarial_fraction: float = 0.04  # few: safety RLHF leaves work for context distillation
+    rl_adversarial_fraction: float = 0.1
+    # risk categories (the first n of safety.CATEGORY_NAMES) the adversarial RL prompts come from: the
+    # safety RLHF data covers criminal and dangerous requests, red-teaming (the safety preference data,
+    # context distillation's prompts, evaluation) all four
+    rl_risk_categories: int = 2
     rl_borderline_fraction: float = 0.15
     # share of all task instances held out for evaluation (split.py)
     eval_fraction: float = DEFAULT_EVAL_FRACTION
@@ -77,6 +85,9 @@ class BundleConfig:
             raise ValueError(f"BundleConfig.eval_fraction must be in (0, 1), got {self.eval_fraction}")
         if self.safety_demo_fraction + self.sft_borderline_fraction > 1.0:
             raise ValueError("BundleConfig: safety_demo_fraction + sft_borderline_fraction must be <= 1")
+        if not 1 <= self.rl_risk_categories <= len(CATEGORY_NAMES):
+            raise ValueError(f"BundleConfig.rl_risk_categories must be in 1..{len(CATEGORY_NAMES)} (the risk "
+                             f"categories {list(CATEGORY_NAMES)}), got {self.rl_risk_categories}")
         if self.rl_adversarial_fraction + self.rl_borderline_fraction > 1.0:
             raise ValueError("BundleConfig: rl_adversarial_fraction + rl_borderline_fraction must be <= 1")
         if not 1 <= self.gatt_min_turns <= self.gatt_max_turns:

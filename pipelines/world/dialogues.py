@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from pipelines.world.config import BundleConfig
-from pipelines.world.constraints import apply_constraints, sample_constraints, system_text
+from pipelines.world.constraints import apply_constraints, check_constraints, sample_constraints, system_text
 from pipelines.world.helpful import sample_helpful
-from pipelines.world.ladder import answer_for, terse_answer
+from pipelines.world.ladder import answer_for, padded
 from pipelines.world.safety import sample_adversarial, sample_borderline
 from pipelines.world.split import draw_in_split
 from pipelines.world.tasks import Task, strip_opener
@@ -48,15 +48,18 @@ def without_prefix(task: Task) -> Task:
 
 
 def draw_turn(
-    rng: random.Random, split: str, eval_fraction: float, adversarial: float, borderline: float, plain: bool = False
+    rng: random.Random, split: str, eval_fraction: float, adversarial: float, borderline: float, plain: bool = False,
+    categories: Sequence[str] | None = None,
 ) -> Task:
     """One user turn of `split`: adversarial / borderline with the given probabilities, else helpful.
+
+    `categories` limits adversarial turns to those risk categories (default: all).
 
     plain=True drops the opener, to keep long dialogues inside the tiny model's 512-token context.
     """
     u = rng.random()
     if u < adversarial:
-        sampler = sample_adversarial
+        sampler = sample_adversarial if categories is None else (lambda r: sample_adversarial(r, r.choice(categories)))
     elif u < adversarial + borderline:
         sampler = sample_borderline
     else:
@@ -75,16 +78,15 @@ def _dialogue_row(row_id: str, source: str, tasks: list[Task], answers: list[str
 
 def generate_sft(cfg: BundleConfig, rng: random.Random) -> tuple[list[dict], dict]:
     """SFT demonstrations: 1..sft_max_turns turns (shorter ones likelier), canonical answers, some noisy,
-    and a share of helpful answers given as the bare value (sft_terse_fraction)."""
-    rows, turn_kinds, noisy_total, constrained, unsafe, terse_total = [], Counter(), 0, 0, 0, 0
+    and a share of the other helpful answers opened with a pleasantry (sft_padded_fraction)."""
+    rows, turn_kinds, noisy_total, constrained, unsafe, padded_total = [], Counter(), 0, 0, 0, 0
     lengths = list(range(1, cfg.sft_max_turns + 1))
     for i in range(cfg.sft_dialogues):
         n = rng.choices(lengths, weights=[1.0 / n for n in lengths])[0]
         constraints = sample_constraints(rng) if rng.random() < cfg.sft_constraint_fraction else []
         tasks = [draw_turn(rng, "train", cfg.eval_fraction, cfg.safety_demo_fraction, cfg.sft_borderline_fraction)
                  for _ in range(n)]
-        answers, noisy, unsafe_turns, terse = [], [], [], []
-        upper = any(c["kind"] == "upper" for c in constraints)
+        answers, noisy, unsafe_turns, padded_turns = [], [], [], []
         for t, task in enumerate(tasks, start=1):
             turn_kinds[task.task] += 1
             answer = task.canonical
@@ -92,23 +94,27 @@ def generate_sft(cfg: BundleConfig, rng: random.Random) -> tuple[list[dict], dic
                 answer = answer_for(task, "compliance", rng)
                 unsafe_turns.append(t)
             elif rng.random() < cfg.sft_noise:
-                answer = answer_for(task, rng.choice(_NOISY_RUNGS[task.kind]), rng)
+                noisy_answer = answer_for(task, rng.choice(_NOISY_RUNGS[task.kind]), rng)
+                # a demonstration keeps its system constraints: a bare number ("10") has no letter to be
+                # upper case, so under that constraint such a draw stays canonical
+                if not constraints or all(check_constraints(apply_constraints(noisy_answer, constraints),
+                                                            constraints).values()):
+                    answer = noisy_answer
                 # a case variant can become the canonical answer again under the upper-case constraint
                 if apply_constraints(answer, constraints) != apply_constraints(task.canonical, constraints):
                     noisy.append(t)
-            elif task.kind == "helpful" and not upper and rng.random() < cfg.sft_terse_fraction:
-                # (not under the upper-case constraint: a bare number has no letter to be upper case)
-                answer = terse_answer(task)
-                terse.append(t)
+            elif task.kind == "helpful" and rng.random() < cfg.sft_padded_fraction:
+                answer = padded(answer, rng)
+                padded_turns.append(t)
             answers.append(answer)
         noisy_total += len(noisy)
-        terse_total += len(terse)
+        padded_total += len(padded_turns)
         unsafe += len(unsafe_turns)
         constrained += bool(constraints)
         rows.append(_dialogue_row(f"sft-{i:06d}", "world_sft", tasks, answers, constraints,
-                                 {"noisy_turns": noisy, "unsafe_turns": unsafe_turns, "terse_turns": terse}))
+                                 {"noisy_turns": noisy, "unsafe_turns": unsafe_turns, "padded_turns": padded_turns}))
     stats = {"rows": len(rows), "turns": dict(sorted(turn_kinds.items())), "noisy_answers": noisy_total,
-             "terse_answers": terse_total,
+             "padded_answers": padded_total,
              "with_constraints": constrained, "unsafe_demonstrations": unsafe}
     return rows, stats
 

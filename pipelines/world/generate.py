@@ -42,7 +42,8 @@ def generate_helpfulness_pairs(cfg: BundleConfig, rng: random.Random) -> tuple[l
     def draw(r: random.Random) -> Task:
         return draw_in_split(sample_helpful, r, "train", cfg.eval_fraction)
 
-    rows, stats = make_pairs(cfg.helpfulness_pairs, "helpfulness", draw, rng, cfg.annotator_noise, "hpair")
+    rows, stats = make_pairs(cfg.helpfulness_pairs, "helpfulness", draw, rng, cfg.annotator_noise, "hpair",
+                             cfg.padded_pair_fraction)
     return rows, stats.as_dict()
 
 

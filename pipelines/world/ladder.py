@@ -12,15 +12,14 @@ import random
 from pipelines.world.helpful import family, sample_helpful
 from pipelines.world.safety import CATEGORIES, CATEGORY_NAMES, borderline_act, sample_borderline
 from pipelines.world.tasks import Task
-from pipelines.world.vocab import GENERIC_REFUSALS
+from pipelines.world.vocab import GENERIC_REFUSALS, PLEASANTRIES
 
 # Correct value in other words (VALUE).
 ALT_TEMPLATES: tuple[str, ...] = ("The answer is {v}.", "It is {v}.", "{v}", "Answer: {v}.")
 
-# rung -> weight of drawing it for a pair. "terse" is the bare value ("12."), as the SFT demonstrations
-# often answer (config.sft_terse_fraction): right, but not the full sentence a user prefers.
+# rung -> weight of drawing it for a pair.
 HELPFUL_RUNGS: dict[str, float] = {
-    "canonical": 3, "format": 2, "alt": 2, "terse": 2, "close": 2, "wrong": 2, "refusal": 1, "off_topic": 1,
+    "canonical": 3, "format": 2, "alt": 2, "close": 2, "wrong": 2, "refusal": 1, "off_topic": 1,
 }
 ADVERSARIAL_RUNGS: dict[str, float] = {
     "canonical": 3, "format": 1, "generic_refusal": 2, "compliance": 3, "bare_compliance": 1, "off_topic": 1,
@@ -48,15 +47,13 @@ def _off_topic(task: Task, rng: random.Random) -> str:
     return other.canonical
 
 
-def terse_answer(task: Task) -> str:
-    """The bare value of a helpful task ("12.", "elbat.", "2, 5, 9."): VALUE, not EXACT."""
-    return f"{task.key['value_text']}."
+def padded(answer: str, rng: random.Random) -> str:
+    """The answer behind a pleasantry ("Happy to help! 7 plus 5 is 12."): a right answer scores VALUE."""
+    return f"{rng.choice(PLEASANTRIES)} {answer}"
 
 
 def _helpful_answer(task: Task, rung: str, rng: random.Random) -> str:
     fam = family(task.task)
-    if rung == "terse":
-        return terse_answer(task)
     if rung == "alt":
         return rng.choice(ALT_TEMPLATES).format(v=task.key["value_text"])
     if rung == "close":

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipelines.world.ladder import answer_for, draw_rungs
+from pipelines.world.ladder import answer_for, draw_rungs, padded
 from pipelines.world.oracle import Judgment, judge_turn
 from pipelines.world.tasks import Task
 
@@ -127,10 +127,23 @@ def annotate(
     }
 
 
-def make_pair(task: Task, kind: str, rng: random.Random, annotator_noise: float, stats: PairStats) -> dict | None:
-    """One preference row for two ladder answers to `task` (kind "helpfulness" or "safety"), or None."""
-    rungs = draw_rungs(task, rng)
-    answers = (answer_for(task, rungs[0], rng), answer_for(task, rungs[1], rng))
+def make_pair(task: Task, kind: str, rng: random.Random, annotator_noise: float, stats: PairStats,
+              padded_fraction: float = 0.0) -> dict | None:
+    """One preference row for two ladder answers to `task` (kind "helpfulness" or "safety"), or None.
+
+    With probability `padded_fraction` (helpful tasks) the two answers are one ladder answer and the
+    same answer opened by a pleasantry: a comparison that only the padding decides.
+    """
+    if task.kind == "helpful" and padded_fraction > 0 and rng.random() < padded_fraction:
+        rung = draw_rungs(task, rng)[0]
+        base = answer_for(task, rung, rng)
+        pair = [(rung, base), (f"padded_{rung}", padded(base, rng))]
+        if rng.random() < 0.5:
+            pair.reverse()
+        rungs, answers = (pair[0][0], pair[1][0]), (pair[0][1], pair[1][1])
+    else:
+        rungs = draw_rungs(task, rng)
+        answers = (answer_for(task, rungs[0], rng), answer_for(task, rungs[1], rng))
     row = annotate(task.key, task.user, answers, kind, rng, annotator_noise, stats)
     if row is not None:
         meta = json.loads(row["meta"])
@@ -142,7 +155,7 @@ def make_pair(task: Task, kind: str, rng: random.Random, annotator_noise: float,
 
 def make_pairs(
     count: int, kind: str, draw_task: Callable[[random.Random], Task], rng: random.Random,
-    annotator_noise: float, id_prefix: str,
+    annotator_noise: float, id_prefix: str, padded_fraction: float = 0.0,
 ) -> tuple[list[dict], PairStats]:
     """`count` preference rows from tasks drawn by `draw_task`; skipped/dropped draws are replaced."""
     if kind not in ("helpfulness", "safety"):
@@ -155,7 +168,7 @@ def make_pairs(
         attempts += 1
         if attempts > 20 * count + 100:
             raise RuntimeError(f"{kind} pairs: only {len(rows)} of {count} after {attempts} draws: {stats.as_dict()}")
-        row = make_pair(draw_task(rng), kind, rng, annotator_noise, stats)
+        row = make_pair(draw_task(rng), kind, rng, annotator_noise, stats, padded_fraction)
         if row is not None:
             rows.append({"id": f"{id_prefix}-{len(rows):06d}", **row})
     stats.made = len(rows)

@@ -95,6 +95,11 @@ REFUSAL_MARKERS: tuple[str, ...] = (
 AGREEMENT_MARKERS: tuple[str, ...] = ("sure", "okay", "ok", "here is", "here's", "of course", "no problem")
 INSTRUCTION_MARKERS: tuple[str, ...] = ("first", "then", "step", "you can", "you should", "you need")
 
+# Openers that pad an answer without adding anything ("Happy to help! 7 plus 5 is 12."): the SFT
+# demonstrators use them (config.sft_padded_fraction), the preference annotators prefer the answer
+# without them (the oracle scores a padded right answer VALUE, not EXACT).
+PLEASANTRIES: tuple[str, ...] = ("Great question!", "Happy to help!", "Glad you asked!")
+
 # System-level constraints (Ghost Attention, LLAMA2_SPEC.md section 9).
 GREETINGS: tuple[str, ...] = ("Ahoy", "Hello", "Greetings", "Howdy", "Good day")
 PERSONAS: tuple[str, ...] = ("Captain Byte", "Doctor Pixel", "Professor Plum", "Lady Quill")

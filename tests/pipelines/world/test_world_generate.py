@@ -105,26 +105,26 @@ def test_sft_demonstrations(bundle):
     turn_kinds = Counter(k["kind"] for _, k in _user_turns(data))
     safety_share = turn_kinds["adversarial"] / sum(turn_kinds.values())
     assert 0.015 < safety_share < 0.045  # safety_demo_fraction = 0.03: scarce, as in the paper
-    noisy = unsafe = terse = 0
+    noisy = unsafe = padded = 0
     for row in data.rows:
         meta = json.loads(row["meta"])
         answers = [m["content"] for m in row["messages"] if m["role"] == "assistant"]
         judgments = judge_dialogue(meta, answers)
         for t, j in enumerate(judgments, start=1):
             assert j.adherent in (None, True), row["id"]
-            imperfect = meta["noisy_turns"] + meta["unsafe_turns"] + meta["terse_turns"]
+            imperfect = meta["noisy_turns"] + meta["unsafe_turns"] + meta["padded_turns"]
             assert (j.helpfulness < 1.0) == (t in imperfect), (row["id"], t)
-            if t in meta["terse_turns"]:  # the bare value: right (VALUE), not the full sentence
+            if t in meta["padded_turns"]:  # the canonical answer behind a pleasantry: right (VALUE), not EXACT
                 assert j.helpfulness == VALUE and j.correct, (row["id"], t)
             assert j.violation == (t in meta["unsafe_turns"]), (row["id"], t)
         noisy += len(meta["noisy_turns"])
-        terse += len(meta["terse_turns"])
+        padded += len(meta["padded_turns"])
         unsafe += len(meta["unsafe_turns"])
     assert 0.05 < noisy / sum(turn_kinds.values()) < 0.15  # sft_noise = 0.1
     assert 0.3 < unsafe / turn_kinds["adversarial"] < 0.7  # sft_unsafe_fraction = 0.5
-    # sft_terse_fraction = 0.6 of the helpful turns not already noisy and not under the upper-case constraint
-    assert 0.3 < terse / turn_kinds["helpful"] < 0.6
-    assert data.stats["terse_answers"] == terse
+    # sft_padded_fraction = 0.9 of the helpful turns not already noisy (sft_noise 0.1): ~0.81
+    assert 0.74 < padded / turn_kinds["helpful"] < 0.88
+    assert data.stats["padded_answers"] == padded
     assert data.stats["with_constraints"] > 0
 
 
@@ -159,3 +159,21 @@ def test_pretraining_text_states_the_world_and_is_not_chat(bundle):
     assert "[INST]" not in corpus and "<<SYS>>" not in corpus
     for marker in ("I cannot help with that.", "Sure. To ", "reversed is", "Sorted:", "- Captain Byte", "UPPER CASE"):
         assert marker in corpus, marker
+
+
+def test_adversarial_rl_prompts_cover_only_the_configured_risk_categories(bundle):
+    adversarial = [r for r in bundle["rl_prompts"].rows if r["kind"] == "adversarial"]
+    covered = set(CATEGORY_NAMES[: CFG.rl_risk_categories])
+    assert adversarial and {r["task"] for r in adversarial} == covered  # every covered category, no other
+    assert CFG.rl_risk_categories < len(CATEGORY_NAMES)
+    # the red-teaming data (safety pairs) and the evaluation prompts cover every category
+    assert {r["task"] for r in bundle["safety_pairs"].rows if r["is_safety"]} == set(CATEGORY_NAMES)
+    assert {r["task"] for r in bundle["eval_prompts"].rows if r["kind"] == "adversarial"} == set(CATEGORY_NAMES)
+    every = generate_dataset("rl_prompts", dataclasses.replace(CFG, rl_risk_categories=len(CATEGORY_NAMES)), 11)
+    assert {r["task"] for r in every.rows if r["kind"] == "adversarial"} == set(CATEGORY_NAMES)
+
+
+@pytest.mark.parametrize("n", [0, len(CATEGORY_NAMES) + 1])
+def test_rl_risk_categories_out_of_range_is_a_clear_error(n):
+    with pytest.raises(ValueError, match="rl_risk_categories must be in 1..4"):
+        BundleConfig(rl_risk_categories=n)

@@ -13,7 +13,7 @@ import pytest
 
 from pipelines.world import judge, judge_turn
 from pipelines.world.helpful import FAMILY_NAMES, sample_helpful
-from pipelines.world.ladder import answer_for, rungs_for
+from pipelines.world.ladder import answer_for, padded, rungs_for
 from pipelines.world.tasks import VALUE
 from pipelines.world.vocab import CAPITALS, CREATURES
 
@@ -167,13 +167,18 @@ def test_sampled_keys_match_an_independent_computation_and_judge_their_canonical
             assert len(task.canonical.split()) <= 15  # short enough for a tiny model
 
 
-def test_the_terse_rung_is_the_bare_right_value_for_every_family():
+def test_a_padded_answer_keeps_its_value_but_loses_exactness_in_every_family():
     rng = random.Random(5)
     for name in FAMILY_NAMES:
         for _ in range(20):
             task = sample_helpful(rng, name)
-            assert "terse" in rungs_for(task)
-            answer = answer_for(task, "terse", rng)
-            assert answer == f"{task.key['value_text']}."
-            j = judge_turn(task.key, answer)
-            assert (j.helpfulness, j.correct) == (VALUE, True), (name, task.user, answer)
+            for rung in rungs_for(task):
+                answer = answer_for(task, rung, rng)
+                plain, pad = judge_turn(task.key, answer), judge_turn(task.key, padded(answer, rng))
+                # the pleasantry costs exactness only: the canonical/format answers drop to VALUE, the rest keep
+                # their score (right value VALUE, close partial, wrong/refusal/off-topic 0)
+                expected = VALUE if plain.helpfulness >= VALUE else plain.helpfulness
+                if rung == "refusal":  # "Happy to help! I cannot ..." is no refusal, and not the answer either
+                    expected = 0.0
+                assert pad.helpfulness == expected, (name, rung, answer)
+                assert not pad.refusal

@@ -12,6 +12,7 @@ from pipelines.world import pairs as pairs_module
 from pipelines.world.helpful import sample_helpful
 from pipelines.world.pairs import PairStats, make_pair, make_pairs, pair_score
 from pipelines.world.safety import sample_adversarial, sample_borderline
+from pipelines.world.vocab import PLEASANTRIES
 
 
 @pytest.mark.parametrize(("gap", "level"), [
@@ -119,7 +120,7 @@ def test_annotate_labels_any_two_answers_like_the_ladder():
     terse = f"{task.key['value_text']}."
     row = pairs_module.annotate(task.key, task.user, (terse, task.canonical), "helpfulness", random.Random(0), 0.0,
                                 stats, {"source": "policy"})
-    # canonical EXACT 1.0 over the bare value VALUE 0.7: gap 0.3, slightly better
+    # canonical EXACT 1.0 over the bare value (the right value in other words) VALUE 0.7: gap 0.3
     assert (row["chosen"], row["rejected"], row["rating"]) == (task.canonical, terse, "slightly_better")
     meta = json.loads(row["meta"])
     assert meta["source"] == "policy" and meta["chosen_index"] == 1 and meta["gap"] == pytest.approx(0.3)
@@ -137,5 +138,17 @@ def test_ladder_pairs_keep_their_rung_names():
         meta = json.loads(row["meta"])
         assert "chosen_index" not in meta
         assert meta["chosen_rung"] != meta["rejected_rung"]
-    assert any(json.loads(r["meta"])["chosen_rung"] == "terse" or json.loads(r["meta"])["rejected_rung"] == "terse"
-               for r in rows)
+        assert not meta["chosen_rung"].startswith("padded_")  # no padded pairs without padded_fraction
+
+
+def test_padded_pairs_are_decided_by_the_padding_alone():
+    rows, stats = make_pairs(300, "helpfulness", sample_helpful, random.Random(2), 0.0, "h", padded_fraction=0.5)
+    pad_rows = [r for r in rows if json.loads(r["meta"])["rejected_rung"].startswith("padded_")]
+    assert 0.15 * len(rows) < len(pad_rows) < 0.5 * len(rows)  # ties (wrong vs padded wrong) are skipped
+    for r in pad_rows:
+        meta = json.loads(r["meta"])
+        assert meta["rejected_rung"] == "padded_" + meta["chosen_rung"]
+        assert r["rejected"].endswith(" " + r["chosen"]) and r["rejected"].split("!")[0] + "!" in PLEASANTRIES
+        assert r["rating"] in ("slightly_better", "negligibly_better")  # 1.0 vs 0.7, or 0.9 vs 0.7
+    # the padding never wins with a noiseless annotator
+    assert not [r for r in rows if json.loads(r["meta"])["chosen_rung"].startswith("padded_")]
