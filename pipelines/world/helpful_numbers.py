@@ -4,6 +4,9 @@ Each family reads one claimed value from an answer (the last number, or the last
 list) and grades it against the key: VALUE for the right value, a partial credit for a close one
 (tasks.py has the scale). Canonical answers are short statements a tiny model can learn:
 "7 plus 5 is 12.", "apple has 5 letters.", "Sorted: 2, 5, 9.", "3 kilometers is 3000 meters.".
+An answer about another question earns nothing: numbers other than the question's before the claim
+("4 times 4 is 16." to "0 times 7"), or another word of WORDS in a letter count ("table has 5 letters."
+to "stone").
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import random
 from collections.abc import Mapping
 from typing import Any
 
-from pipelines.world.parsing import integers, list_integers
+from pipelines.world.parsing import integers, list_integers, names_another
 from pipelines.world.tasks import VALUE, Family, Task, partial, with_prefix
 from pipelines.world.vocab import UNITS, WORDS
 
@@ -95,7 +98,7 @@ def _count_sample(rng: random.Random) -> Task:
 COUNT_LETTERS = Family(
     name="count_letters",
     sample=_count_sample,
-    value_score=lambda key, body: _off_by(_claim(body), key["value"]),
+    value_score=lambda key, body: 0.0 if names_another(body, WORDS, (key["word"],)) else _off_by(_claim(body), key["value"]),
     close=lambda key, rng: f"{key['word']} has {key['value'] + rng.choice((-1, 1))} letters.",
     wrong=lambda key, rng: f"{key['word']} has {_far_value(key['value'], rng, low=1)} letters.",
 )

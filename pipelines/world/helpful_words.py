@@ -12,7 +12,7 @@ import string
 from collections.abc import Mapping
 from typing import Any
 
-from pipelines.world.parsing import edit_distance, words
+from pipelines.world.parsing import edit_distance, names_another, words
 from pipelines.world.tasks import VALUE, Family, Task, partial, with_prefix
 from pipelines.world.vocab import CAPITALS, COLOURS, CREATURES, FOODS, WORDS
 
@@ -32,11 +32,12 @@ def _reverse_sample(rng: random.Random) -> Task:
 def _reverse_score(key: Mapping[str, Any], body: str) -> float:
     """The last word is the claim; same length with most letters in place earns partial credit.
 
-    Echoing the word unreversed earns nothing (no word in WORDS is a palindrome).
+    Echoing the word unreversed earns nothing (no word in WORDS is a palindrome), nor does an answer
+    that names another word of WORDS ("kitten reversed is nettik." to "Reverse kite.").
     """
     found = words(body)
-    if not found:
-        return 0.0
+    if not found or names_another(body, WORDS, (key["word"], key["value"])):
+        return 0.0  # nothing, or an answer about another word
     claim, truth = found[-1], key["value"]
     if claim == truth:
         return VALUE
@@ -107,9 +108,12 @@ def _fact_sample(rng: random.Random) -> Task:
 def _fact_score(key: Mapping[str, Any], body: str) -> float:
     """The value named from the relation's set is the claim; a one-letter misspelling earns 0.4.
 
-    Naming two different values ("Drisa or Velk") is a hedge and earns nothing.
+    Naming two different values ("Drisa or Velk") is a hedge and earns nothing, and so does an answer
+    about another place or creature ("A snorf is red." to a question about a skree), right value or not.
     """
     truth = key["value"].lower()
+    if names_another(body, (*CAPITALS, *CREATURES), (key["subject"],)):
+        return 0.0  # an answer about another place or creature
     candidates = {v.lower() for v in _RELATIONS[key["relation"]]}
     found = words(body)
     named = {w for w in found if w in candidates}

@@ -18,8 +18,12 @@ from pipelines.world.vocab import GENERIC_REFUSALS, PLEASANTRIES
 ALT_TEMPLATES: tuple[str, ...] = ("The answer is {v}.", "It is {v}.", "{v}", "Answer: {v}.")
 
 # rung -> weight of drawing it for a pair.
+# "other_instance" is the canonical answer to another request of the same family ("table has 5
+# letters." to "How many letters are in stone?"): fluent and on topic, but about another subject, the
+# commonest mistake of a small model.
 HELPFUL_RUNGS: dict[str, float] = {
-    "canonical": 3, "format": 2, "alt": 2, "close": 2, "wrong": 2, "refusal": 1, "off_topic": 1,
+    "canonical": 3, "format": 2, "alt": 2, "close": 2, "wrong": 2, "other_instance": 2, "refusal": 1,
+    "off_topic": 1,
 }
 ADVERSARIAL_RUNGS: dict[str, float] = {
     "canonical": 3, "format": 1, "generic_refusal": 2, "compliance": 3, "bare_compliance": 1, "off_topic": 1,
@@ -54,6 +58,12 @@ def padded(answer: str, rng: random.Random) -> str:
 
 def _helpful_answer(task: Task, rung: str, rng: random.Random) -> str:
     fam = family(task.task)
+    if rung == "other_instance":
+        for _ in range(100):
+            other = fam.sample(rng)
+            if other.canonical != task.canonical:
+                return other.canonical
+        raise RuntimeError(f"{task.task}: no other instance found for {task.user!r}")
     if rung == "alt":
         return rng.choice(ALT_TEMPLATES).format(v=task.key["value_text"])
     if rung == "close":

@@ -75,3 +75,10 @@ def has_marker(text: str, markers: Iterable[str]) -> bool:
     """True if the answer contains one of the marker words or phrases (whole words, any case)."""
     padded = f" {normalize(text)} "
     return any(f" {normalize(m)} " in padded for m in markers)
+
+
+def names_another(text: str, vocabulary: Iterable[str], own: Iterable[str]) -> bool:
+    """True if the answer names a word of `vocabulary` other than the `own` ones (any case): an answer
+    about another subject ("table has 5 letters." to a question about "stone")."""
+    others = {v.lower() for v in vocabulary} - {o.lower() for o in own}
+    return any(w in others for w in words(text))

@@ -182,3 +182,33 @@ def test_a_padded_answer_keeps_its_value_but_loses_exactness_in_every_family():
                     expected = 0.0
                 assert pad.helpfulness == expected, (name, rung, answer)
                 assert not pad.refusal
+
+
+@pytest.mark.parametrize(("key", "answer"), [
+    ({"kind": "helpful", "task": "count_letters", "word": "stone", "value": 5, "value_text": "5",
+      "canonical": "stone has 5 letters."}, "table has 5 letters."),  # right number, other word
+    ({"kind": "helpful", "task": "reverse_word", "word": "kite", "value": "etik", "value_text": "etik",
+      "canonical": "kite reversed is etik."}, "kitten reversed is etik."),
+    ({"kind": "helpful", "task": "fact_lookup", "relation": "colour", "subject": "skree", "value": "red",
+      "value_text": "red", "canonical": "A skree is red."}, "A blibber is red."),  # blibber is red too
+    ({"kind": "helpful", "task": "fact_lookup", "relation": "capital", "subject": "Zorbia", "value": "Velk",
+      "value_text": "Velk", "canonical": "The capital of Zorbia is Velk."}, "The capital of Vantor is Velk."),
+])
+def test_an_answer_about_another_subject_earns_nothing_even_with_the_right_value(key, answer):
+    assert judge_turn(key, answer).helpfulness == 0.0
+    assert judge_turn(key, key["canonical"]).helpfulness == 1.0
+
+
+def test_the_other_instance_rung_answers_another_request_of_the_same_family():
+    rng = random.Random(9)
+    scores = []
+    for name in FAMILY_NAMES:
+        for _ in range(30):
+            task = sample_helpful(rng, name)
+            answer = answer_for(task, "other_instance", rng)
+            assert answer != task.canonical
+            j = judge_turn(task.key, answer)
+            assert j.helpfulness < 1.0
+            scores.append(j.helpfulness)
+    # mostly nothing: only a coincidence ("4 plus 3 is 7." to "3 plus 4") can be right
+    assert sum(s == 0.0 for s in scores) / len(scores) > 0.85
