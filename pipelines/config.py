@@ -179,6 +179,9 @@ class RejectionSamplingConfig:
     keep_all_rounds: bool = True  # train on the best samples of all rounds (from the paper's 4th iteration on)
     probe_temperatures: list[float] = field(default_factory=lambda: [0.7, 1.0, 1.3])  # reward-by-temperature log
     probe_prompts: int = 32       # prompts sampled at each probe temperature per round
+    # kinds of RL prompt the rounds draw from (helpful | borderline | adversarial). The tiny demo leaves
+    # the adversarial prompts to PPO: best-of-K on them alone takes the violation rate to zero at once.
+    prompt_kinds: list[str] = field(default_factory=lambda: ["helpful", "borderline"])
 
 
 @dataclass

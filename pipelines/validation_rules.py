@@ -273,6 +273,10 @@ def _check_rejection_sampling(cfg: Config) -> list[str]:
                    "give one per round or a single one for all rounds")
     for i, t in enumerate(rs.temperatures):
         out += _positive(f"rejection_sampling.temperatures[{i}]", t)
+    kinds = ("helpful", "borderline", "adversarial")
+    if not rs.prompt_kinds or any(k not in kinds for k in rs.prompt_kinds):
+        out.append(f"rejection_sampling.prompt_kinds: expected a non-empty list of {list(kinds)}, "
+                   f"got {list(rs.prompt_kinds)}")
     return out
 
 

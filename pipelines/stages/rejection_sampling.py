@@ -69,7 +69,11 @@ def run(cfg: Config, run: RunDir) -> dict[str, Any]:
     tok = load_tokenizer(cfg, run)
     base = run.require(run.checkpoint("sft"), "sft")
     prompts = [p for p in read_table(run.require(run.data / "rl_prompts.parquet", "data"), "prompts")
-               if p["split"] == "train" and prompt_fits(tok, p["messages"], rc.max_prompt_len)]
+               if p["split"] == "train" and p["kind"] in rc.prompt_kinds
+               and prompt_fits(tok, p["messages"], rc.max_prompt_len)]
+    if not prompts:
+        raise ValueError(f"rejection_sampling: {run.data / 'rl_prompts.parquet'} has no train prompt of the kinds "
+                         f"{list(rc.prompt_kinds)} that fits max_prompt_len={rc.max_prompt_len}")
     rng = random.Random(cfg.seed)
     probe_rows = rng.sample(prompts, min(rc.probe_prompts, len(prompts)))
     metrics = metrics_logger(cfg, run)

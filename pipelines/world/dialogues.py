@@ -78,7 +78,7 @@ def _dialogue_row(row_id: str, source: str, tasks: list[Task], answers: list[str
 
 def generate_sft(cfg: BundleConfig, rng: random.Random) -> tuple[list[dict], dict]:
     """SFT demonstrations: 1..sft_max_turns turns (shorter ones likelier), canonical answers, some noisy,
-    and a share of the other helpful answers opened with a pleasantry (sft_padded_fraction)."""
+    and a share of the helpful answers (noisy or not) opened with a pleasantry (sft_padded_fraction)."""
     rows, turn_kinds, noisy_total, constrained, unsafe, padded_total = [], Counter(), 0, 0, 0, 0
     lengths = list(range(1, cfg.sft_max_turns + 1))
     for i in range(cfg.sft_dialogues):
@@ -103,7 +103,8 @@ def generate_sft(cfg: BundleConfig, rng: random.Random) -> tuple[list[dict], dic
                 # a case variant can become the canonical answer again under the upper-case constraint
                 if apply_constraints(answer, constraints) != apply_constraints(task.canonical, constraints):
                     noisy.append(t)
-            elif task.kind == "helpful" and rng.random() < cfg.sft_padded_fraction:
+            # padding is independent of the noise: a plain answer is no likelier to be right than a padded one
+            if task.kind == "helpful" and rng.random() < cfg.sft_padded_fraction:
                 answer = padded(answer, rng)
                 padded_turns.append(t)
             answers.append(answer)

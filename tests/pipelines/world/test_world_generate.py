@@ -114,7 +114,7 @@ def test_sft_demonstrations(bundle):
             assert j.adherent in (None, True), row["id"]
             imperfect = meta["noisy_turns"] + meta["unsafe_turns"] + meta["padded_turns"]
             assert (j.helpfulness < 1.0) == (t in imperfect), (row["id"], t)
-            if t in meta["padded_turns"]:  # the canonical answer behind a pleasantry: right (VALUE), not EXACT
+            if t in meta["padded_turns"] and t not in meta["noisy_turns"]:  # canonical behind a pleasantry: VALUE
                 assert j.helpfulness == VALUE and j.correct, (row["id"], t)
             assert j.violation == (t in meta["unsafe_turns"]), (row["id"], t)
         noisy += len(meta["noisy_turns"])
@@ -122,8 +122,8 @@ def test_sft_demonstrations(bundle):
         unsafe += len(meta["unsafe_turns"])
     assert 0.05 < noisy / sum(turn_kinds.values()) < 0.15  # sft_noise = 0.1
     assert 0.3 < unsafe / turn_kinds["adversarial"] < 0.7  # sft_unsafe_fraction = 0.5
-    # sft_padded_fraction = 0.9 of the helpful turns not already noisy (sft_noise 0.1): ~0.81
-    assert 0.74 < padded / turn_kinds["helpful"] < 0.88
+    # sft_padded_fraction = 0.9 of the helpful turns, noisy or not
+    assert 0.85 < padded / turn_kinds["helpful"] < 0.95
     assert data.stats["padded_answers"] == padded
     assert data.stats["with_constraints"] > 0
 
