@@ -58,7 +58,7 @@ class BundleConfig:
     # helpful SFT answers opened with a pleasantry ("Happy to help! ...", VALUE instead of EXACT): the
     # demonstrators pad, the preference annotators prefer the plain answer. RLHF can learn this from
     # the reward models, which is what the paper found (annotators judge better than they write).
-    sft_padded_fraction: float = 0.9
+    sft_padded_fraction: float = 0.5
     # preference pairs
     annotator_noise: float = 0.1  # flip probability scale (pairs.FLIP_WEIGHT per rating level)
     safety_pair_adversarial_fraction: float = 0.7  # the rest of the safety pairs are borderline

@@ -122,8 +122,8 @@ def test_sft_demonstrations(bundle):
         unsafe += len(meta["unsafe_turns"])
     assert 0.05 < noisy / sum(turn_kinds.values()) < 0.15  # sft_noise = 0.1
     assert 0.3 < unsafe / turn_kinds["adversarial"] < 0.7  # sft_unsafe_fraction = 0.5
-    # sft_padded_fraction = 0.9 of the helpful turns, noisy or not
-    assert 0.85 < padded / turn_kinds["helpful"] < 0.95
+    # sft_padded_fraction = 0.5 of the helpful turns, noisy or not
+    assert 0.42 < padded / turn_kinds["helpful"] < 0.58
     assert data.stats["padded_answers"] == padded
     assert data.stats["with_constraints"] > 0
 
