@@ -227,7 +227,8 @@ class GAttConfig:
     max_new_tokens: int = 48
     seq_len: int = 512            # packing length of the training dialogues
     epochs: int = 1
-    batch_size: int = 8           # packed rows per step: ~170 kept dialogues pack into ~50 rows
+    batch_size: int = 16          # packed rows per step (~170 kept dialogues pack into ~50 rows); GAtt held
+                                  # in 2 of 2 runs at batch 16, in 0 of 2 at batch 4-8 (docs/results.md)
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-4))
 
 
