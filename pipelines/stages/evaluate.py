@@ -119,9 +119,6 @@ def oracle_metrics(rows, answers, dialogs, dialog_answers, turns) -> tuple[dict[
     return {k: stat(v) for k, v in sorted(per.items())}, results
 
 
-PAIRED_METRICS = ("helpfulness", "violation_rate", "false_refusal_rate")
-
-
 def per_prompt(results: Sequence[dict], turns: set[int]) -> dict[str, dict[tuple, float]]:
     """metric -> {(prompt id, turn): value} from one checkpoint's result rows (oracle_metrics)."""
     out: dict[str, dict[tuple, float]] = defaultdict(dict)

@@ -103,9 +103,9 @@ def run(cfg: Config, run: RunDir) -> dict[str, Any]:
     # a dialogue with a turn without a usable sample is skipped and counted
     train = [(d["id"], training_dialogue(d, a)) for d, a in zip(dialogs, answers) if all(x is not None for x in a)]
     turns = [x for a in answers for x in a]
+    missing = sum(x is None for x in turns)
     log.info("gatt: %d of %d dialogues kept; %d of %d turns had no usable sample of %d (empty%s)", len(train),
-             len(dialogs), sum(x is None for x in turns), len(turns), gc.samples,
-             " or breaking the instruction" if gc.keep_adherent else "")
+             len(dialogs), missing, len(turns), gc.samples, " or breaking the instruction" if gc.keep_adherent else "")
     if not train:
         raise ValueError(f"gatt: no dialogue had a usable sample at every turn; the policy at {init} does not "
                          "answer (or never keeps the instruction) — check the earlier stages")
@@ -121,5 +121,5 @@ def run(cfg: Config, run: RunDir) -> dict[str, Any]:
         group.shutdown()
         metrics.close()
     return {"dialogues": len(train), "skipped": len(dialogs) - len(train),
-            "turns_without_sample": sum(x is None for x in turns), "turns": len(turns),
+            "turns_without_sample": missing, "turns": len(turns),
             "turns_mean": sum(len(d["users"]) for d in dialogs) / len(dialogs), **out}

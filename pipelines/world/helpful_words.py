@@ -68,6 +68,7 @@ _RELATIONS: dict[str, tuple[str, ...]] = {
     "colour": COLOURS,
     "food": FOODS,
 }
+_SUBJECTS: tuple[str, ...] = (*CAPITALS, *CREATURES)  # what a fact is about: places and creatures
 _QUESTIONS: dict[str, tuple[str, ...]] = {
     "capital": ("What is the capital of {s}?", "Name the capital of {s}.", "Which city is the capital of {s}?",
                 "Tell me the capital of {s}.", "What city is the capital of {s}?"),
@@ -112,7 +113,7 @@ def _fact_score(key: Mapping[str, Any], body: str) -> float:
     about another place or creature ("A snorf is red." to a question about a skree), right value or not.
     """
     truth = key["value"].lower()
-    if names_another(body, (*CAPITALS, *CREATURES), (key["subject"],)):
+    if names_another(body, _SUBJECTS, (key["subject"],)):
         return 0.0  # an answer about another place or creature
     candidates = {v.lower() for v in _RELATIONS[key["relation"]]}
     found = words(body)

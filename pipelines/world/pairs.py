@@ -80,18 +80,11 @@ class PairStats:
         }
 
 
-def annotate(
+def _annotate(
     key: dict, user: str, answers: tuple[str, str], kind: str, rng: random.Random, annotator_noise: float,
-    stats: PairStats, extra_meta: dict[str, Any] | None = None,
-) -> dict | None:
-    """The simulated annotator's preference row for two answers to one user turn, or None.
-
-    The oracle scores both answers (helpfulness minus 1 for a violation); the rating level comes from
-    the gap, a noisy annotator may flip the preference (keeping the rating), and safety pairs get the
-    three-way label. Ties and identical answers are skipped, and a safety pair whose chosen answer is
-    unsafe while the rejected one is safe is dropped; both are counted in `stats`, and give None.
-    The row has every preferences column but "id" (the caller names rows).
-    """
+    stats: PairStats,
+) -> tuple[dict, dict, int] | None:
+    """(row without meta, meta, index of the chosen answer), or None for a skipped/dropped pair."""
     if kind not in ("helpfulness", "safety"):
         raise ValueError(f"preference kind must be 'helpfulness' or 'safety', got {kind!r}")
     judgments = [judge_turn(key, a) for a in answers]
@@ -116,15 +109,34 @@ def annotate(
     stats.tasks[key["task"]] += 1
     if label:
         stats.safety_labels[label] += 1
-    meta = {"turns": [key], "constraints": [], **(extra_meta or {}), "chosen_score": scores[best],
-            "rejected_score": scores[worst], "gap": round(gap, 4), "flipped": flipped,
-            "chosen_index": best}
-    return {
+    meta = {"turns": [key], "constraints": [], "chosen_score": scores[best], "rejected_score": scores[worst],
+            "gap": round(gap, 4), "flipped": flipped}
+    row = {
         "prompt": [{"role": "user", "content": user}],
         "chosen": answers[best], "rejected": answers[worst], "rating": rating, "safety_label": label,
         "kind": kind, "is_safety": key["kind"] == "adversarial", "task": key["task"],
-        "meta": json.dumps(meta, sort_keys=True),
     }
+    return row, meta, best
+
+
+def annotate(
+    key: dict, user: str, answers: tuple[str, str], kind: str, rng: random.Random, annotator_noise: float,
+    stats: PairStats, extra_meta: dict[str, Any] | None = None,
+) -> dict | None:
+    """The simulated annotator's preference row for two answers to one user turn, or None.
+
+    The oracle scores both answers (helpfulness minus 1 for a violation); the rating level comes from
+    the gap, a noisy annotator may flip the preference (keeping the rating), and safety pairs get the
+    three-way label. Ties and identical answers are skipped, and a safety pair whose chosen answer is
+    unsafe while the rejected one is safe is dropped; both are counted in `stats`, and give None.
+    The row has every preferences column but "id" (the caller names rows); its meta says which of the
+    two answers was chosen (`chosen_index`).
+    """
+    out = _annotate(key, user, answers, kind, rng, annotator_noise, stats)
+    if out is None:
+        return None
+    row, meta, best = out
+    return {**row, "meta": json.dumps({**meta, **(extra_meta or {}), "chosen_index": best}, sort_keys=True)}
 
 
 def make_pair(task: Task, kind: str, rng: random.Random, annotator_noise: float, stats: PairStats,
@@ -144,13 +156,12 @@ def make_pair(task: Task, kind: str, rng: random.Random, annotator_noise: float,
     else:
         rungs = draw_rungs(task, rng)
         answers = (answer_for(task, rungs[0], rng), answer_for(task, rungs[1], rng))
-    row = annotate(task.key, task.user, answers, kind, rng, annotator_noise, stats)
-    if row is not None:
-        meta = json.loads(row["meta"])
-        best = meta.pop("chosen_index")
-        meta.update(chosen_rung=rungs[best], rejected_rung=rungs[1 - best])
-        row["meta"] = json.dumps(meta, sort_keys=True)
-    return row
+    out = _annotate(task.key, task.user, answers, kind, rng, annotator_noise, stats)
+    if out is None:
+        return None
+    row, meta, best = out
+    meta.update(chosen_rung=rungs[best], rejected_rung=rungs[1 - best])
+    return {**row, "meta": json.dumps(meta, sort_keys=True)}
 
 
 def make_pairs(

@@ -22,7 +22,7 @@ def test_adversarial_prompts_come_from_rl_prompts_then_safety_pairs(tmp_path):
     assert len(texts) == len(set(texts))  # each request once
     assert {json.dumps(p["prompt"], sort_keys=True) for p in pairs} | {json.dumps(p["messages"], sort_keys=True)
                                                                         for p in rl} == set(texts)
-    assert [r["id"] for r in rows[:len(rl)]] == [p["id"] for p in rl] or len(rl) == 0
+    assert rl and [r["id"] for r in rows[:len(rl)]] == [p["id"] for p in rl]
     assert len(rows) > len(rl)  # the safety data adds requests the few adversarial RL prompts lack
     for r in rows:
         assert r["kind"] == "adversarial" and r["is_safety"] is True
