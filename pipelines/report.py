@@ -75,7 +75,7 @@ def checks(ev: dict, rms: dict, paired: dict | None = None) -> list[dict[str, An
     if c0 and c1:
         d = _change(ev, paired, "context_distillation", "gatt", "violation_rate")
         out.append(_check("context distillation lowers the violation rate of the model it starts from (GAtt)",
-                          d[0] < -2 * d[1] or (c1["mean"] == 0 < c0["mean"]),
+                          d[0] < -2 * d[1],
                           f"{c0['mean']:.3f} -> {c1['mean']:.3f} (2SE {2 * d[1]:.3f})"))
     for name, rep in rms.items():
         acc = rep.get("held_out", {})

@@ -315,6 +315,9 @@ def _check_context_distillation(cfg: Config) -> list[str]:
     out = _check_training("context_distillation", c.batch_size, c.epochs, c.optim, cfg)
     out += _all_positive("context_distillation", c, ("prompts", "temperature"))
     out += _choice("context_distillation.preprompt", c.preprompt, PREPROMPTS)
+    if not 0.0 <= c.min_gain < 1.0:
+        out.append(f"context_distillation.min_gain: the safety score is in [0, 1], so the gain to keep an answer "
+                   f"must be in [0, 1); got {c.min_gain}")
     return out + _sampling_fits("context_distillation", c.max_prompt_len, c.max_new_tokens, cfg)
 
 

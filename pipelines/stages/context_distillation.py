@@ -3,8 +3,9 @@
 Adversarial prompts only (the adversarial RL prompts, then the adversarial prompts of the safety
 preference data, each request once): generate an answer with a safety preprompt (generic, or the risk
 category's preprompt with its answer template) and one without; keep the preprompted answer only
-where the safety RM scores it above the answer generated without it; fine-tune on the kept answers
-with the preprompt removed.
+where the safety RM scores it above the answer generated without it (by more than `min_gain`: two
+refusals differ by the RM's noise, and distilling those only moves an already safe model); fine-tune
+on the kept answers with the preprompt removed.
 """
 from __future__ import annotations
 
@@ -95,7 +96,7 @@ def run(cfg: Config, run: RunDir) -> dict[str, Any]:
     finally:
         pool.shutdown()
         ray.kill(rm)
-    keep = (s_pre > s_raw).tolist()
+    keep = (s_pre > s_raw + cc.min_gain).tolist()
     train = [(f"{r['id']}-cd", [*r["messages"], {"role": "assistant", "content": g[0].text}])
              for r, g, k in zip(rows, with_pre, keep) if k and g[0].text.strip()]
     write_table([{"id": i, "messages": m, "source": "context_distillation", "meta": "{}"} for i, m in train],

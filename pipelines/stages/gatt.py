@@ -9,7 +9,11 @@ How the instruction is "in force" at each turn: the paper concatenates it to eve
 This project's chat format states instructions as the system prompt (folded into the first user
 turn); so turn t is sampled in the context [system: instruction, user: turn t], which is what the
 model saw at turn 1 during SFT. Tasks of the world are independent across turns, so no history is lost.
-Dialogue lengths are drawn uniformly in 2..max_turns, so the last-turn loss covers every depth.
+Dialogue lengths are drawn uniformly in 2..max_turns, so the last-turn loss covers every depth. With
+`every_turn` the seed dialogues keep all their turns (up to max_turns) and each yields its cuts after
+turns 2..n (each a separate example with the loss on its own last turn only, so the paper's masking
+holds per example), up to its first turn without a usable sample: every depth gets examples, the
+deepest ones included, where adherence fades.
 
 Which sampled answer is used: the paper samples one answer per turn from a model that follows an
 instruction it is given. The tiny model keeps an instruction in force only about half the time, and
@@ -36,8 +40,9 @@ from pipelines.world.constraints import check_constraints
 log = logging.getLogger(__name__)
 
 
-def seeds(rows: list[dict], max_turns: int, n: int, rng: random.Random) -> list[dict]:
-    """(id, instruction, user turns) of dialogues that state a system instruction."""
+def seeds(rows: list[dict], max_turns: int, n: int, rng: random.Random, full: bool = False) -> list[dict]:
+    """(id, instruction, user turns) of dialogues that state a system instruction: a uniform 2..n of
+    their n user turns (up to max_turns), or all of them with `full` (every_turn cuts them anyway)."""
     out = []
     for r in rows:
         msgs = r["messages"]
@@ -46,7 +51,7 @@ def seeds(rows: list[dict], max_turns: int, n: int, rng: random.Random) -> list[
         users = [m["content"] for m in msgs if m["role"] == "user"]
         if len(users) < 2:
             continue
-        turns = rng.randint(2, min(max_turns, len(users)))
+        turns = min(max_turns, len(users)) if full else rng.randint(2, min(max_turns, len(users)))
         constraints = json.loads(r["meta"]).get("constraints", []) if r.get("meta") else []
         out.append({"id": r["id"], "instruction": msgs[0]["content"], "users": users[:turns],
                     "constraints": constraints})
@@ -84,13 +89,31 @@ def training_dialogue(d: dict, answers: list[str]) -> list[dict]:
     return msgs
 
 
+def usable_turns(answers: list[str | None]) -> int:
+    """How many turns from the first have a usable answer (the index of the first None)."""
+    return next((i for i, a in enumerate(answers) if a is None), len(answers))
+
+
+def depth_cuts(train: list[tuple[str, list[dict]]]) -> list[tuple[str, list[dict]]]:
+    """Each (id, [system, user, assistant, ...]) dialogue cut after every turn t >= 2, id `<id>/t<t>`.
+
+    Trained with the loss on the last turn only, every cut is the paper's GAtt example at depth t.
+    """
+    out = []
+    for did, msgs in train:
+        if msgs[0]["role"] != "system" or len(msgs) % 2 == 0:
+            raise ValueError(f"gatt: training dialogue {did} is not [system, (user, assistant)*]")
+        out += [(f"{did}/t{t}", msgs[: 1 + 2 * t]) for t in range(2, len(msgs) // 2 + 1)]
+    return out
+
+
 def run(cfg: Config, run: RunDir) -> dict[str, Any]:
     gc = cfg.gatt
     tok = load_tokenizer(cfg, run)
     init = run.require(run.checkpoint("ppo"), "ppo")
     rng = random.Random(cfg.seed)
     rows = read_table(run.require(run.data / "gatt_dialogues.parquet", "data"), "dialogues")
-    dialogs = seeds(rows, gc.max_turns, gc.dialogues, rng)
+    dialogs = seeds(rows, gc.max_turns, gc.dialogues, rng, full=gc.every_turn)
     if not dialogs:
         raise ValueError(f"gatt: {run.data / 'gatt_dialogues.parquet'} has no dialogue with a system instruction "
                          "and at least 2 user turns")
@@ -100,15 +123,22 @@ def run(cfg: Config, run: RunDir) -> dict[str, Any]:
         answers = sample_answers(pool, tok, dialogs, gc, cfg.seed)
     finally:
         pool.shutdown()
-    # a dialogue with a turn without a usable sample is skipped and counted
+    # a dialogue with a turn without a usable sample is skipped and counted; with every_turn it is kept up
+    # to that turn (its cuts before it are whole GAtt examples) when that leaves at least 2 turns
     train = [(d["id"], training_dialogue(d, a)) for d, a in zip(dialogs, answers) if all(x is not None for x in a)]
+    if gc.every_turn:
+        train = [(d["id"], training_dialogue(d, a[:usable_turns(a)])) for d, a in zip(dialogs, answers)
+                 if usable_turns(a) >= 2]
     turns = [x for a in answers for x in a]
     missing = sum(x is None for x in turns)
     log.info("gatt: %d of %d dialogues kept; %d of %d turns had no usable sample of %d (empty%s)", len(train),
              len(dialogs), missing, len(turns), gc.samples, " or breaking the instruction" if gc.keep_adherent else "")
+    kept = len(train)
     if not train:
         raise ValueError(f"gatt: no dialogue had a usable sample at every turn; the policy at {init} does not "
                          "answer (or never keeps the instruction) — check the earlier stages")
+    if gc.every_turn:
+        train = depth_cuts(train)
     write_table([{"id": i, "messages": m, "source": "gatt", "meta": "{}"} for i, m in train],
                 run.data / "gatt_train.parquet", "dialogues")
     metrics.text("gatt", "sample", "\n".join(f"{m['role']}: {m['content']}" for m in train[0][1]), 0)
@@ -120,6 +150,6 @@ def run(cfg: Config, run: RunDir) -> dict[str, Any]:
     finally:
         group.shutdown()
         metrics.close()
-    return {"dialogues": len(train), "skipped": len(dialogs) - len(train),
+    return {"dialogues": kept, "examples_written": len(train), "skipped": len(dialogs) - kept,
             "turns_without_sample": missing, "turns": len(turns),
             "turns_mean": sum(len(d["users"]) for d in dialogs) / len(dialogs), **out}

@@ -64,6 +64,10 @@ class BundleConfig:
     safety_pair_adversarial_fraction: float = 0.7  # the rest of the safety pairs are borderline
     # helpfulness pairs that compare an answer with the same answer padded by a pleasantry
     padded_pair_fraction: float = 0.25
+    # wrong-valued answers in helpfulness pairs come in the surface forms of the right ones (canonical,
+    # format, alt; ladder.FORMS): without it the canonical phrasing is mostly rejected and the RM learns
+    # the phrasing instead of the value (measured: held-out canonical vs alt accuracy 0.00)
+    pair_balance_forms: bool = True
     # RL prompt mix (the rest is helpful)
     rl_adversarial_fraction: float = 0.1
     # risk categories (the first n of safety.CATEGORY_NAMES) the adversarial RL prompts come from: the
@@ -81,6 +85,8 @@ class BundleConfig:
         for name in _FRACTION_FIELDS:
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"BundleConfig.{name} must be in [0, 1], got {getattr(self, name)}")
+        if not isinstance(self.pair_balance_forms, bool):
+            raise ValueError(f"BundleConfig.pair_balance_forms must be a bool, got {self.pair_balance_forms!r}")
         if not 0.0 < self.eval_fraction < 1.0:
             raise ValueError(f"BundleConfig.eval_fraction must be in (0, 1), got {self.eval_fraction}")
         if self.safety_demo_fraction + self.sft_borderline_fraction > 1.0:

@@ -43,7 +43,7 @@ def generate_helpfulness_pairs(cfg: BundleConfig, rng: random.Random) -> tuple[l
         return draw_in_split(sample_helpful, r, "train", cfg.eval_fraction)
 
     rows, stats = make_pairs(cfg.helpfulness_pairs, "helpfulness", draw, rng, cfg.annotator_noise, "hpair",
-                             cfg.padded_pair_fraction)
+                             cfg.padded_pair_fraction, cfg.pair_balance_forms)
     return rows, stats.as_dict()
 
 

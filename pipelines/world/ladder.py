@@ -34,6 +34,50 @@ BORDERLINE_RUNGS: dict[str, float] = {
 }
 
 
+# Surface forms of an answer, weighted as the correct answers' rungs are (canonical 3, format 2, alt 2).
+# Wrong-valued answers (NEGATIVE_FORM_RUNGS) are drawn in the same mix by `in_form` when pairs balance
+# forms: otherwise the canonical phrasing sits mostly on the rejected side of the pairs (every close,
+# wrong and other-instance answer uses it) and the RM learns "canonical phrasing is bad" instead of
+# checking the value, and ranks the policy's answers, which all use that phrasing, at chance.
+FORMS: dict[str, float] = {"canonical": 3, "format": 2, "alt": 2}
+NEGATIVE_FORM_RUNGS: tuple[str, ...] = ("close", "wrong", "other_instance")
+
+
+def value_in(task: Task, text: str) -> str | None:
+    """The value an answer in the canonical phrasing claims ("turtle has 7 letters." -> "7"), else None."""
+    canonical, value = task.canonical, task.key.get("value_text")
+    if not value or value not in canonical:
+        return None
+    cut = canonical.rindex(value)
+    prefix, suffix = canonical[:cut], canonical[cut + len(value):]
+    if not (text.startswith(prefix) and text.endswith(suffix)) or len(text) <= len(prefix) + len(suffix):
+        return None
+    return text[len(prefix): len(text) - len(suffix)]
+
+
+def _other_instance(task: Task, rng: random.Random) -> Task:
+    fam = family(task.task)
+    for _ in range(100):
+        other = fam.sample(rng)
+        if other.canonical != task.canonical:
+            return other
+    raise RuntimeError(f"{task.task}: no other instance found for {task.user!r}")
+
+
+def in_form(task: Task, text: str, form: str, rng: random.Random, rung: str = "") -> str:
+    """A canonical-phrased answer of `task` in another surface form: its format variant, or its value in
+    an alt template ("The answer is 7."; for rung other_instance, another instance's value). Unchanged
+    when the form is canonical or the value is not found."""
+    if form == "format":
+        return format_variant(text, rng)
+    if form == "alt":
+        value = _other_instance(task, rng).key["value_text"] if rung == "other_instance" else value_in(task, text)
+        return rng.choice(ALT_TEMPLATES).format(v=value) if value is not None else text
+    if form != "canonical":
+        raise KeyError(f"form {form!r} is not one of {list(FORMS)}")
+    return text
+
+
 def rungs_for(task: Task) -> dict[str, float]:
     """The ladder (rung -> weight) for the kind of `task`."""
     return {"helpful": HELPFUL_RUNGS, "adversarial": ADVERSARIAL_RUNGS, "borderline": BORDERLINE_RUNGS}[task.kind]
@@ -59,11 +103,7 @@ def padded(answer: str, rng: random.Random) -> str:
 def _helpful_answer(task: Task, rung: str, rng: random.Random) -> str:
     fam = family(task.task)
     if rung == "other_instance":
-        for _ in range(100):
-            other = fam.sample(rng)
-            if other.canonical != task.canonical:
-                return other.canonical
-        raise RuntimeError(f"{task.task}: no other instance found for {task.user!r}")
+        return _other_instance(task, rng).canonical
     if rung == "alt":
         return rng.choice(ALT_TEMPLATES).format(v=task.key["value_text"])
     if rung == "close":

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipelines.world.ladder import answer_for, draw_rungs, padded
+from pipelines.world.ladder import FORMS, NEGATIVE_FORM_RUNGS, answer_for, draw_rungs, in_form, padded
 from pipelines.world.oracle import Judgment, judge_turn
 from pipelines.world.tasks import Task
 
@@ -139,23 +139,37 @@ def annotate(
     return {**row, "meta": json.dumps({**meta, **(extra_meta or {}), "chosen_index": best}, sort_keys=True)}
 
 
+def _formed(task: Task, rung: str, rng: random.Random, balance_forms: bool) -> tuple[str, str]:
+    """(rung name, answer); with balance_forms a wrong-valued helpful answer takes a drawn surface form
+    (rung "close@alt", "other_instance@format", ...)."""
+    answer = answer_for(task, rung, rng)
+    if not balance_forms or task.kind != "helpful" or rung not in NEGATIVE_FORM_RUNGS:
+        return rung, answer
+    form = rng.choices(list(FORMS), weights=list(FORMS.values()))[0]
+    if form == "canonical":
+        return rung, answer
+    formed = in_form(task, answer, form, rng, rung)
+    return (f"{rung}@{form}", formed) if formed != answer else (rung, answer)
+
+
 def make_pair(task: Task, kind: str, rng: random.Random, annotator_noise: float, stats: PairStats,
-              padded_fraction: float = 0.0) -> dict | None:
+              padded_fraction: float = 0.0, balance_forms: bool = False) -> dict | None:
     """One preference row for two ladder answers to `task` (kind "helpfulness" or "safety"), or None.
 
     With probability `padded_fraction` (helpful tasks) the two answers are one ladder answer and the
-    same answer opened by a pleasantry: a comparison that only the padding decides.
+    same answer opened by a pleasantry: a comparison that only the padding decides. With
+    `balance_forms` wrong-valued helpful answers come in the surface forms of the right ones
+    (ladder.FORMS), so that only the value tells them apart.
     """
     if task.kind == "helpful" and padded_fraction > 0 and rng.random() < padded_fraction:
-        rung = draw_rungs(task, rng)[0]
-        base = answer_for(task, rung, rng)
+        rung, base = _formed(task, draw_rungs(task, rng)[0], rng, balance_forms)
         pair = [(rung, base), (f"padded_{rung}", padded(base, rng))]
         if rng.random() < 0.5:
             pair.reverse()
         rungs, answers = (pair[0][0], pair[1][0]), (pair[0][1], pair[1][1])
     else:
-        rungs = draw_rungs(task, rng)
-        answers = (answer_for(task, rungs[0], rng), answer_for(task, rungs[1], rng))
+        (r0, a0), (r1, a1) = (_formed(task, r, rng, balance_forms) for r in draw_rungs(task, rng))
+        rungs, answers = (r0, r1), (a0, a1)
     out = _annotate(task.key, task.user, answers, kind, rng, annotator_noise, stats)
     if out is None:
         return None
@@ -166,7 +180,7 @@ def make_pair(task: Task, kind: str, rng: random.Random, annotator_noise: float,
 
 def make_pairs(
     count: int, kind: str, draw_task: Callable[[random.Random], Task], rng: random.Random,
-    annotator_noise: float, id_prefix: str, padded_fraction: float = 0.0,
+    annotator_noise: float, id_prefix: str, padded_fraction: float = 0.0, balance_forms: bool = False,
 ) -> tuple[list[dict], PairStats]:
     """`count` preference rows from tasks drawn by `draw_task`; skipped/dropped draws are replaced."""
     if kind not in ("helpfulness", "safety"):
@@ -179,7 +193,7 @@ def make_pairs(
         attempts += 1
         if attempts > 20 * count + 100:
             raise RuntimeError(f"{kind} pairs: only {len(rows)} of {count} after {attempts} draws: {stats.as_dict()}")
-        row = make_pair(draw_task(rng), kind, rng, annotator_noise, stats, padded_fraction)
+        row = make_pair(draw_task(rng), kind, rng, annotator_noise, stats, padded_fraction, balance_forms)
         if row is not None:
             rows.append({"id": f"{id_prefix}-{len(rows):06d}", **row})
     stats.made = len(rows)

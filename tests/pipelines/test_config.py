@@ -124,6 +124,8 @@ def test_unknown_keys_and_wrong_types_name_the_key(tmp_path, overrides, key):
     (["stage=sft", "data=files"], "data.files.sft: is required with data=files for stage sft"),
     (["stage=sft", "data=files", "data.files.sft=[/no/such.jsonl]"], r"data.files.sft\[0\]: path '/no/such.jsonl' does not exist"),
     (["stage=data", "data.world.sft_noise=2.0"], "data.world: BundleConfig.sft_noise must be in"),
+    (["stage=context_distillation", "context_distillation.min_gain=1.5"],
+     r"context_distillation.min_gain: the safety score is in \[0, 1\]"),
     (["stage=gatt", "gatt.max_turns=1"], "gatt.max_turns: Ghost Attention needs multi-turn"),
     (["stage=evaluate", "evaluate.turns=[4,2]"], "evaluate.turns: expected increasing"),
     (["stage=pretrain", "pretrain.seq_len=4096"], "pretrain.seq_len: must be in \\[2, model.max_seq_len=512\\]"),

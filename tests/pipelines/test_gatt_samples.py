@@ -35,3 +35,31 @@ def test_seeds_carry_the_dialogue_constraints_and_build_the_training_dialogue():
         msgs = training_dialogue(d, answers)
         assert msgs[0] == {"role": "system", "content": d["instruction"]}
         assert [m["content"] for m in msgs if m["role"] == "user"] == d["users"]  # instruction only in the system turn
+
+
+def test_depth_cuts_give_one_example_per_turn_from_the_second():
+    from pipelines.stages.gatt import depth_cuts
+    d = {"instruction": "Always answer in upper case.", "users": ["u1", "u2", "u3", "u4"]}
+    msgs = training_dialogue(d, ["A1", "A2", "A3", "A4"])
+    cuts = depth_cuts([("d0", msgs)])
+    assert [i for i, _ in cuts] == ["d0/t2", "d0/t3", "d0/t4"]
+    for t, (_, m) in zip((2, 3, 4), cuts):
+        assert len(m) == 1 + 2 * t and m[-1] == {"role": "assistant", "content": f"A{t}"}
+        assert m[0]["role"] == "system" and [x["content"] for x in m if x["role"] == "user"] == d["users"][:t]
+    assert depth_cuts([("d1", training_dialogue(d | {"users": ["u1"]}, ["A1"]))]) == []  # one turn: nothing at depth 2
+    try:
+        depth_cuts([("bad", msgs[1:])])
+    except ValueError as e:
+        assert "bad" in str(e)
+    else:
+        raise AssertionError("a dialogue without its system turn must be rejected")
+
+
+def test_usable_turns_and_full_seeds():
+    from pipelines.stages.gatt import usable_turns
+    assert usable_turns(["a", "b", None, "d"]) == 2 and usable_turns(["a"]) == 1 and usable_turns([None]) == 0
+    assert usable_turns([]) == 0
+    rows = generate_dataset("gatt_dialogues", BundleConfig().scaled(0.05), 2).rows
+    full = seeds(rows, max_turns=8, n=50, rng=random.Random(0), full=True)
+    users = {r["id"]: sum(m["role"] == "user" for m in r["messages"]) for r in rows}
+    assert full and all(len(d["users"]) == min(8, users[d["id"]]) for d in full)

@@ -131,6 +131,13 @@ def test_context_distillation_lowering_violations_beyond_noise_holds():
     assert claim(checks(cd_ev(0.20, 0.04, 0.05, 0.02), {}), "context distillation")["holds"] is True
 
 
+def test_context_distillation_reaching_zero_from_within_noise_does_not_hold():
+    # 0.005 -> 0.000 is one prompt of 200: reaching zero is no evidence when the start is within noise of it
+    paired = {"context_distillation-gatt": {"violation_rate": s(-0.005, 0.005, n=200)}}
+    out = checks(cd_ev(0.005, 0.005, 0.0, 0.0), {}, paired)
+    assert claim(out, "context distillation")["holds"] is False
+
+
 @pytest.mark.parametrize("v_cd", [0.18, 0.20, 0.30])
 def test_context_distillation_not_lowering_beyond_noise_does_not_hold(v_cd):
     # 0.18: -0.02 within 0.0894; 0.20: no change; 0.30: higher

@@ -152,3 +152,51 @@ def test_padded_pairs_are_decided_by_the_padding_alone():
         assert r["rating"] in ("slightly_better", "negligibly_better")  # 1.0 vs 0.7, or 0.9 vs 0.7
     # the padding never wins with a noiseless annotator
     assert not [r for r in rows if json.loads(r["meta"])["chosen_rung"].startswith("padded_")]
+
+
+def test_value_in_reads_the_claimed_value_of_canonical_phrased_answers_in_every_family():
+    from pipelines.world.helpful import FAMILY_NAMES, family
+    from pipelines.world.ladder import value_in
+    rng = random.Random(5)
+    for name in FAMILY_NAMES:
+        for _ in range(20):
+            task = sample_helpful(rng, name)
+            assert value_in(task, task.canonical) == task.key["value_text"], task.canonical
+            close = family(name).close(task.key, rng)
+            value = value_in(task, close)
+            assert value is not None and value != task.key["value_text"], (task.canonical, close)
+        assert value_in(task, "Something else entirely.") is None
+
+
+def test_balanced_pairs_put_each_surface_form_on_both_sides_and_still_follow_the_oracle():
+    from pipelines.world.tasks import VALUE
+    rows, _ = make_pairs(1500, "helpfulness", sample_helpful, random.Random(3), 0.0, "h", balance_forms=True)
+    plain, _ = make_pairs(1500, "helpfulness", sample_helpful, random.Random(3), 0.0, "h")
+
+    def sides(rs):
+        out = {}
+        for r in rs:
+            meta = json.loads(r["meta"])
+            for side in ("chosen", "rejected"):
+                rung = meta[f"{side}_rung"]
+                form = rung.split("@")[1] if "@" in rung else rung if rung in ("format", "alt") else "canonical"
+                out.setdefault(form, {"chosen": 0, "rejected": 0})[side] += 1
+        return out
+
+    # without balancing the canonical phrasing is rejected far more often than the other forms
+    s, p = sides(rows), sides(plain)
+    share = lambda d, f: d[f]["rejected"] / (d[f]["chosen"] + d[f]["rejected"])  # noqa: E731
+    # (measured: rejected shares canonical 0.59, alt 0.41, format 0.21 -> 0.48, 0.60, 0.44; a right
+    # answer in the alt form still loses to one in canonical form, which is a real preference)
+    spread = lambda d: max(share(d, f) for f in d) - min(share(d, f) for f in d)  # noqa: E731
+    assert share(p, "canonical") - share(p, "format") > 0.3 and spread(p) > 0.3
+    assert spread(s) < 0.2
+    formed = [r for r in rows if "@" in json.loads(r["meta"])["rejected_rung"]]
+    assert len(formed) > 150
+    for r in formed:  # the oracle still decides: the stored scores are its judgments
+        meta = json.loads(r["meta"])
+        assert judge_turn(meta["turns"][0], r["rejected"]).helpfulness == meta["rejected_score"]
+        assert meta["chosen_score"] > meta["rejected_score"]
+    # a wrong value stays wrong in another form (another instance's value can coincide with the right one)
+    assert sum(json.loads(r["meta"])["rejected_score"] < VALUE for r in formed) > 0.9 * len(formed)
+    assert any(json.loads(r["meta"])["rejected_rung"] == "other_instance@alt" for r in rows)
