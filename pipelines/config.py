@@ -193,7 +193,7 @@ class RejectionSamplingConfig:
 class PPOConfig:
     """PPO on the combined safety/helpfulness reward with a KL penalty (section 8)."""
 
-    iterations: int = 15              # paper: 200-400
+    iterations: int = 12              # paper: 200-400 (12 keeps the demo inside its 20 minutes)
     prompts_per_iteration: int = 64   # paper: 512
     samples_per_prompt: int = 1
     mini_batch_size: int = 16         # paper: 64; one gradient step per mini-batch
@@ -222,18 +222,19 @@ class PPOConfig:
 class GAttConfig:
     """Ghost Attention: instruction in the first turn only, loss on the last turn (section 9)."""
 
-    dialogues: int = 384
+    dialogues: int = 288          # seed dialogues (cut per depth with every_turn: ~1000 examples)
     max_turns: int = 8
     samples: int = 4              # answers sampled per turn; with keep_adherent the first that keeps the instruction
     keep_adherent: bool = True    # drop sampled answers that break the instruction (rule check of the world's constraints)
-    every_turn: bool = False      # also train on each dialogue cut after turns 2..n-1 (loss on the cut's last turn)
-    temperature: float = 0.7
+    # whole seed dialogues, one example per depth 2..n (loss on that turn): adherence at turn 8 +0.114 +- 0.088
+    # paired where last-turn-only examples of random-length dialogues gave +0.025 +- 0.080 (docs/results.md)
+    every_turn: bool = True
+    temperature: float = 0.5      # 0.7 samples more wrong values, which GAtt then teaches
     max_prompt_len: int = 320
     max_new_tokens: int = 48
     seq_len: int = 512            # packing length of the training dialogues
     epochs: int = 1
-    batch_size: int = 16          # packed rows per step (~170 kept dialogues pack into ~50 rows); GAtt held
-                                  # in 2 of 2 runs at batch 16, in 0 of 2 at batch 4-8 (docs/results.md)
+    batch_size: int = 16          # packed rows per step (~260 kept dialogues cut per depth pack into ~270 rows)
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-4))
 
 
@@ -241,8 +242,15 @@ class GAttConfig:
 class ContextDistillConfig:
     """Safety context distillation on adversarial prompts (section 10)."""
 
-    prompts: int = 256
+    prompts: int = 192
     preprompt: str = "template"  # generic | template (risk-category preprompt with answer template)
+    # system: the preprompt is the system prompt (after GAtt the tiny model answers any system prompt with
+    # a greeting, docs/results.md); user: it prefixes the request
+    preprompt_position: str = "system"
+    # preprompted answers sampled per prompt, the safety RM's best kept (paper: 1). After GAtt the tiny
+    # model often answers the preprompt with a greeting and an unrelated sentence, which the safety RM
+    # scores above a compliance; among 4 samples a refusal is likelier
+    samples: int = 4
     # keep a preprompted answer only when its safety score (in [0, 1]) beats the plain answer's by more
     # than this (paper: "a better reward model score", i.e. 0; both answers safe differ by noise only)
     min_gain: float = 0.1
@@ -251,8 +259,9 @@ class ContextDistillConfig:
     max_new_tokens: int = 64
     seq_len: int = 256            # packing length of the training dialogues
     epochs: int = 3
-    batch_size: int = 4           # packed rows per step: ~160 kept answers pack into ~30 rows
-    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-4))
+    batch_size: int = 4           # packed rows per step: ~40 kept answers pack into ~7 rows
+    # 5e-5: violations 0.065 -> 0.025 at helpfulness -0.011 +- 0.022; 1e-4 cost -0.07 (docs/results.md)
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=5e-5))
 
 
 @dataclass

@@ -313,8 +313,9 @@ def _check_gatt(cfg: Config) -> list[str]:
 def _check_context_distillation(cfg: Config) -> list[str]:
     c = cfg.context_distillation
     out = _check_training("context_distillation", c.batch_size, c.epochs, c.optim, cfg)
-    out += _all_positive("context_distillation", c, ("prompts", "temperature"))
+    out += _all_positive("context_distillation", c, ("prompts", "temperature", "samples"))
     out += _choice("context_distillation.preprompt", c.preprompt, PREPROMPTS)
+    out += _choice("context_distillation.preprompt_position", c.preprompt_position, ("system", "user"))
     if not 0.0 <= c.min_gain < 1.0:
         out.append(f"context_distillation.min_gain: the safety score is in [0, 1], so the gain to keep an answer "
                    f"must be in [0, 1); got {c.min_gain}")

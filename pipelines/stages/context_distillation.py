@@ -1,7 +1,8 @@
 """Stage 7: safety context distillation (LLAMA2_SPEC.md s.10).
 
 Adversarial prompts only (the adversarial RL prompts, then the adversarial prompts of the safety
-preference data, each request once): generate an answer with a safety preprompt (generic, or the risk
+preference data, each request once): generate an answer (the best of `samples` by the safety RM; the
+paper generates one) with a safety preprompt (generic, or the risk
 category's preprompt with its answer template) and one without; keep the preprompted answer only
 where the safety RM scores it above the answer generated without it (by more than `min_gain`: two
 refusals differ by the RM's noise, and distilling those only moves an already safe model); fine-tune
@@ -40,7 +41,14 @@ def preprompt(row: dict, kind: str) -> str:
             f"Refuse it with an answer like: \"{key['canonical']}\"")
 
 
-def with_preprompt(messages: list[dict], text: str) -> list[dict]:
+def with_preprompt(messages: list[dict], text: str, position: str = "system") -> list[dict]:
+    """The prompt with the safety preprompt as (or in front of) its system prompt, or in front of its
+    last user turn (`position` "user", the paper's "prefixing a safety preprompt" to the prompt)."""
+    if position == "user":
+        *head, last = messages
+        return [*head, {**last, "content": f"{text} {last['content']}"}]
+    if position != "system":
+        raise ValueError(f"context_distillation.preprompt_position must be 'system' or 'user', got {position!r}")
     if messages[0]["role"] == "system":
         return [{"role": "system", "content": f"{text} {messages[0]['content']}"}, *messages[1:]]
     return [{"role": "system", "content": text}, *messages]
@@ -77,7 +85,7 @@ def run(cfg: Config, run: RunDir) -> dict[str, Any]:
     random.Random(cfg.seed).shuffle(rows)
     plain = []
     for r in rows:
-        pre = with_preprompt(r["messages"], preprompt(r, cc.preprompt))
+        pre = with_preprompt(r["messages"], preprompt(r, cc.preprompt), cc.preprompt_position)
         if prompt_fits(tok, pre, cc.max_prompt_len):
             plain.append((r, pre))
         if len(plain) == cc.prompts:
@@ -87,18 +95,21 @@ def run(cfg: Config, run: RunDir) -> dict[str, Any]:
     pool = generator_pool(cfg, init)
     rm = reward_actor(cfg, run)
     try:
-        kw = dict(n=1, temperature=cc.temperature, top_p=1.0, max_new_tokens=cc.max_new_tokens,
+        kw = dict(temperature=cc.temperature, top_p=1.0, max_new_tokens=cc.max_new_tokens,
                   max_prompt_len=cc.max_prompt_len, seed=cfg.seed)
-        with_pre = complete(pool, tok, [p for _, p in plain], **kw)
-        without = complete(pool, tok, [r["messages"] for r in rows], **kw)
-        s_pre = safety_scores(rm, rows, with_pre)   # scored as answers to the prompt WITHOUT the preprompt
-        s_raw = safety_scores(rm, rows, without)
+        with_pre = complete(pool, tok, [p for _, p in plain], n=cc.samples, **kw)
+        without = complete(pool, tok, [r["messages"] for r in rows], n=1, **kw)
+        # scored as answers to the prompt WITHOUT the preprompt; the best of the samples per prompt
+        s_all = safety_scores(rm, rows, with_pre).view(len(rows), cc.samples)  # [P, n], prompt-major
+        s_raw = safety_scores(rm, rows, without)  # [P]
     finally:
         pool.shutdown()
         ray.kill(rm)
+    s_pre, best = s_all.max(dim=1)  # [P], [P]
     keep = (s_pre > s_raw + cc.min_gain).tolist()
-    train = [(f"{r['id']}-cd", [*r["messages"], {"role": "assistant", "content": g[0].text}])
-             for r, g, k in zip(rows, with_pre, keep) if k and g[0].text.strip()]
+    picked = [g[i].text for g, i in zip(with_pre, best.tolist())]
+    train = [(f"{r['id']}-cd", [*r["messages"], {"role": "assistant", "content": text}])
+             for r, text, k in zip(rows, picked, keep) if k and text.strip()]
     write_table([{"id": i, "messages": m, "source": "context_distillation", "meta": "{}"} for i, m in train],
                 run.data / "context_distillation_train.parquet", "dialogues")
     stats = {"prompts": len(rows), "kept": len(train), "safety_with_preprompt": float(s_pre.mean()),

@@ -25,7 +25,7 @@ COUNT_FIELDS: tuple[str, ...] = (
 _EVAL_PROMPT_FIELDS: tuple[str, ...] = ("eval_helpful", "eval_adversarial", "eval_borderline")
 _FRACTION_FIELDS: tuple[str, ...] = (
     "sft_constraint_fraction", "sft_borderline_fraction", "safety_demo_fraction", "sft_noise",
-    "annotator_noise", "sft_unsafe_fraction", "sft_padded_fraction", "padded_pair_fraction", "safety_pair_adversarial_fraction", "rl_adversarial_fraction", "rl_borderline_fraction",
+    "annotator_noise", "sft_unsafe_fraction", "sft_padded_fraction", "padded_pair_fraction", "gatt_adversarial_fraction", "safety_pair_adversarial_fraction", "rl_adversarial_fraction", "rl_borderline_fraction",
 )
 
 
@@ -42,6 +42,9 @@ class BundleConfig:
     eval_borderline: int = 200  # the borderline instance space is the smallest (~300 eval instances)
     eval_dialogues: int = 100  # multi-turn constraint dialogues, for adherence by turn
     gatt_dialogues: int = 500
+    # user turns of the GAtt seed dialogues that are adversarial (RL risk categories; the rest helpful or
+    # borderline): GAtt on answering alone unlearnt PPO's refusals (violations 0.065 -> 0.17)
+    gatt_adversarial_fraction: float = 0.1
     # dialogue shapes (user turns); 8 turns fit the tiny model's 512-token context
     sft_max_turns: int = 3
     eval_dialogue_turns: int = 8
@@ -94,6 +97,8 @@ class BundleConfig:
         if not 1 <= self.rl_risk_categories <= len(CATEGORY_NAMES):
             raise ValueError(f"BundleConfig.rl_risk_categories must be in 1..{len(CATEGORY_NAMES)} (the risk "
                              f"categories {list(CATEGORY_NAMES)}), got {self.rl_risk_categories}")
+        if self.gatt_adversarial_fraction + self.sft_borderline_fraction > 1.0:
+            raise ValueError("BundleConfig: gatt_adversarial_fraction + sft_borderline_fraction must be <= 1")
         if self.rl_adversarial_fraction + self.rl_borderline_fraction > 1.0:
             raise ValueError("BundleConfig: rl_adversarial_fraction + rl_borderline_fraction must be <= 1")
         if not 1 <= self.gatt_min_turns <= self.gatt_max_turns:

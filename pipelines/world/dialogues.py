@@ -19,7 +19,7 @@ from pipelines.world.config import BundleConfig
 from pipelines.world.constraints import apply_constraints, check_constraints, sample_constraints, system_text
 from pipelines.world.helpful import sample_helpful
 from pipelines.world.ladder import answer_for, padded
-from pipelines.world.safety import sample_adversarial, sample_borderline
+from pipelines.world.safety import CATEGORY_NAMES, sample_adversarial, sample_borderline
 from pipelines.world.split import draw_in_split
 from pipelines.world.tasks import Task, strip_opener
 
@@ -121,7 +121,9 @@ def generate_sft(cfg: BundleConfig, rng: random.Random) -> tuple[list[dict], dic
 
 
 def generate_gatt(cfg: BundleConfig, rng: random.Random) -> tuple[list[dict], dict]:
-    """Ghost Attention seeds: gatt_min..gatt_max helpful/borderline turns under 1-2 constraints.
+    """Ghost Attention seeds: gatt_min..gatt_max helpful/borderline turns under 1-2 constraints, and
+    adversarial turns (`gatt_adversarial_fraction`, from the RL risk categories): a policy fine-tuned on
+    answering alone unlearns its refusals (measured: violations 0.065 -> 0.17 after GAtt).
 
     meta["instruction"] is the system text; the GAtt stage appends it to every user turn, samples
     answers with the latest model, then keeps it in the first turn only (LLAMA2_SPEC.md section 9).
@@ -131,7 +133,8 @@ def generate_gatt(cfg: BundleConfig, rng: random.Random) -> tuple[list[dict], di
     for i in range(cfg.gatt_dialogues):
         n = rng.randint(cfg.gatt_min_turns, cfg.gatt_max_turns)
         constraints = sample_constraints(rng)
-        tasks = [draw_turn(rng, "train", cfg.eval_fraction, 0.0, cfg.sft_borderline_fraction, plain=True)
+        tasks = [draw_turn(rng, "train", cfg.eval_fraction, cfg.gatt_adversarial_fraction, cfg.sft_borderline_fraction,
+                           plain=True, categories=CATEGORY_NAMES[: cfg.rl_risk_categories])
                  for _ in range(n)]
         kinds.update(c["kind"] for c in constraints)
         rows.append(_dialogue_row(f"gatt-{i:06d}", "world_gatt", tasks, [t.canonical for t in tasks], constraints,

@@ -177,3 +177,13 @@ def test_adversarial_rl_prompts_cover_only_the_configured_risk_categories(bundle
 def test_rl_risk_categories_out_of_range_is_a_clear_error(n):
     with pytest.raises(ValueError, match="rl_risk_categories must be in 1..4"):
         BundleConfig(rl_risk_categories=n)
+
+
+def test_gatt_dialogues_mix_in_adversarial_turns_from_the_rl_risk_categories(bundle):
+    turns = [t for r in bundle["gatt_dialogues"].rows for t in json.loads(r["meta"])["turns"]]
+    adversarial = [t for t in turns if t["kind"] == "adversarial"]
+    # gatt_adversarial_fraction = 0.1 of the turns; only the categories the RL prompts cover
+    assert 0.06 < len(adversarial) / len(turns) < 0.14
+    assert {t["task"] for t in adversarial} == set(CATEGORY_NAMES[: CFG.rl_risk_categories])
+    none = generate_dataset("gatt_dialogues", dataclasses.replace(CFG, gatt_adversarial_fraction=0.0), 11).rows
+    assert not [t for r in none for t in json.loads(r["meta"])["turns"] if t["kind"] == "adversarial"]
