@@ -125,17 +125,19 @@ def run(cfg: Config, run: RunDir) -> dict[str, Any]:
         pool.shutdown()
     # a dialogue with a turn without a usable sample is skipped and counted; with every_turn it is kept up
     # to that turn (its cuts before it are whole GAtt examples) when that leaves at least 2 turns
-    train = [(d["id"], training_dialogue(d, a)) for d, a in zip(dialogs, answers) if all(x is not None for x in a)]
     if gc.every_turn:
         train = [(d["id"], training_dialogue(d, a[:usable_turns(a)])) for d, a in zip(dialogs, answers)
                  if usable_turns(a) >= 2]
+    else:
+        train = [(d["id"], training_dialogue(d, a)) for d, a in zip(dialogs, answers) if usable_turns(a) == len(a)]
     turns = [x for a in answers for x in a]
     missing = sum(x is None for x in turns)
     log.info("gatt: %d of %d dialogues kept; %d of %d turns had no usable sample of %d (empty%s)", len(train),
              len(dialogs), missing, len(turns), gc.samples, " or breaking the instruction" if gc.keep_adherent else "")
     kept = len(train)
     if not train:
-        raise ValueError(f"gatt: no dialogue had a usable sample at every turn; the policy at {init} does not "
+        need = "its first two turns" if gc.every_turn else "every turn"
+        raise ValueError(f"gatt: no dialogue had a usable sample at {need}; the policy at {init} does not "
                          "answer (or never keeps the instruction) — check the earlier stages")
     if gc.every_turn:
         train = depth_cuts(train)
