@@ -38,7 +38,8 @@ BORDERLINE_RUNGS: dict[str, float] = {
 # Wrong-valued answers (NEGATIVE_FORM_RUNGS) are drawn in the same mix by `in_form` when pairs balance
 # forms: otherwise the canonical phrasing sits mostly on the rejected side of the pairs (every close,
 # wrong and other-instance answer uses it) and the RM learns "canonical phrasing is bad" instead of
-# checking the value, and ranks the policy's answers, which all use that phrasing, at chance.
+# checking the value (measured: it preferred "The answer is 7." to the exact answer in 17 of 17
+# held-out comparisons; 0.78 of them the right way with balanced forms).
 FORMS: dict[str, float] = {"canonical": 3, "format": 2, "alt": 2}
 NEGATIVE_FORM_RUNGS: tuple[str, ...] = ("close", "wrong", "other_instance")
 
