@@ -73,6 +73,8 @@ def test_paper_sizes_on_gpu_resources_compose_with_paper_values(tmp_path):
     cfg = compose_config([f"run_dir={tmp_path}", "stage=ppo", "model=llama2_7b", "resources=gpu_node",
                           f"model.init_path={ckpt}"])
     assert (cfg.ppo.beta, cfg.ppo.optim.lr, cfg.ppo.mini_batch_size) == (0.01, 1e-6, 64)
+    # the paper's context distillation: one preprompted answer, kept when the RM scores it better
+    assert (cfg.context_distillation.samples, cfg.context_distillation.min_gain) == (1, 0.0)
     assert cfg.reward.scorer.helpfulness_path == f"{tmp_path}/checkpoints/rm_helpfulness"
 
 
