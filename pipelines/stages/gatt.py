@@ -35,7 +35,7 @@ from pipelines.common import (complete, generator_pool, learner_group, load_toke
 from pipelines.config import Config
 from pipelines.data import read_table, write_table
 from pipelines.rundir import RunDir
-from pipelines.world.constraints import check_constraints
+from pipelines.world.constraints import keeps_all
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def seeds(rows: list[dict], max_turns: int, n: int, rng: random.Random, full: bo
 def pick(texts: list[str], constraints: list[dict], keep_adherent: bool) -> str | None:
     """The first non-empty sample (that keeps every constraint, with keep_adherent); None if there is none."""
     for text in texts:
-        if text.strip() and (not keep_adherent or not constraints or all(check_constraints(text, constraints).values())):
+        if text.strip() and (not keep_adherent or keeps_all(text, constraints)):
             return text
     return None
 
@@ -125,11 +125,11 @@ def run(cfg: Config, run: RunDir) -> dict[str, Any]:
         pool.shutdown()
     # a dialogue with a turn without a usable sample is skipped and counted; with every_turn it is kept up
     # to that turn (its cuts before it are whole GAtt examples) when that leaves at least 2 turns
+    usable = [usable_turns(a) for a in answers]
     if gc.every_turn:
-        train = [(d["id"], training_dialogue(d, a[:usable_turns(a)])) for d, a in zip(dialogs, answers)
-                 if usable_turns(a) >= 2]
+        train = [(d["id"], training_dialogue(d, a[:n])) for d, a, n in zip(dialogs, answers, usable) if n >= 2]
     else:
-        train = [(d["id"], training_dialogue(d, a)) for d, a in zip(dialogs, answers) if usable_turns(a) == len(a)]
+        train = [(d["id"], training_dialogue(d, a)) for d, a, n in zip(dialogs, answers, usable) if n == len(a)]
     turns = [x for a in answers for x in a]
     missing = sum(x is None for x in turns)
     log.info("gatt: %d of %d dialogues kept; %d of %d turns had no usable sample of %d (empty%s)", len(train),

@@ -107,6 +107,11 @@ class BundleConfig:
         if self.sft_max_turns < 1 or self.eval_dialogue_turns < 1:
             raise ValueError("BundleConfig: sft_max_turns and eval_dialogue_turns must be >= 1")
 
+    @property
+    def rl_categories(self) -> tuple[str, ...]:
+        """The risk categories the adversarial RL prompts (and GAtt's adversarial turns) come from."""
+        return tuple(CATEGORY_NAMES[: self.rl_risk_categories])
+
     def scaled(self, factor: float) -> BundleConfig:
         """The same bundle with every dataset size multiplied by `factor` (at least one row each).
 

@@ -123,6 +123,11 @@ def check_constraints(answer: str, constraints: Sequence[Constraint]) -> dict[st
     return kept
 
 
+def keeps_all(answer: str, constraints: Sequence[Constraint]) -> bool:
+    """Whether `answer` keeps every constraint (True when there is none)."""
+    return all(check_constraints(answer, constraints).values())
+
+
 def strip_decoration(answer: str, constraints: Sequence[Constraint]) -> str:
     """The answer without the decoration of the given constraints (what helpfulness is judged on)."""
     kinds = _by_kind(constraints)

@@ -16,10 +16,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from pipelines.world.config import BundleConfig
-from pipelines.world.constraints import apply_constraints, check_constraints, sample_constraints, system_text
+from pipelines.world.constraints import apply_constraints, keeps_all, sample_constraints, system_text
 from pipelines.world.helpful import sample_helpful
 from pipelines.world.ladder import answer_for, padded
-from pipelines.world.safety import CATEGORY_NAMES, sample_adversarial, sample_borderline
+from pipelines.world.safety import sample_adversarial, sample_borderline
 from pipelines.world.split import draw_in_split
 from pipelines.world.tasks import Task, strip_opener
 
@@ -97,8 +97,7 @@ def generate_sft(cfg: BundleConfig, rng: random.Random) -> tuple[list[dict], dic
                 noisy_answer = answer_for(task, rng.choice(_NOISY_RUNGS[task.kind]), rng)
                 # a demonstration keeps its system constraints: a bare number ("10") has no letter to be
                 # upper case, so under that constraint such a draw stays canonical
-                if not constraints or all(check_constraints(apply_constraints(noisy_answer, constraints),
-                                                            constraints).values()):
+                if keeps_all(apply_constraints(noisy_answer, constraints), constraints):
                     answer = noisy_answer
                 # a case variant can become the canonical answer again under the upper-case constraint
                 if apply_constraints(answer, constraints) != apply_constraints(task.canonical, constraints):
@@ -134,7 +133,7 @@ def generate_gatt(cfg: BundleConfig, rng: random.Random) -> tuple[list[dict], di
         n = rng.randint(cfg.gatt_min_turns, cfg.gatt_max_turns)
         constraints = sample_constraints(rng)
         tasks = [draw_turn(rng, "train", cfg.eval_fraction, cfg.gatt_adversarial_fraction, cfg.sft_borderline_fraction,
-                           plain=True, categories=CATEGORY_NAMES[: cfg.rl_risk_categories])
+                           plain=True, categories=cfg.rl_categories)
                  for _ in range(n)]
         kinds.update(c["kind"] for c in constraints)
         rows.append(_dialogue_row(f"gatt-{i:06d}", "world_gatt", tasks, [t.canonical for t in tasks], constraints,

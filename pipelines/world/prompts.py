@@ -35,10 +35,9 @@ def generate_rl_prompts(cfg: BundleConfig, rng: random.Random) -> tuple[list[dic
     """RL prompts (train split): adversarial / borderline / helpful by the configured mix; the adversarial
     ones from the first `rl_risk_categories` risk categories only."""
     rows, counts = [], Counter()
-    categories = CATEGORY_NAMES[: cfg.rl_risk_categories]
     for i in range(cfg.rl_prompts):
         task = draw_turn(rng, "train", cfg.eval_fraction, cfg.rl_adversarial_fraction, cfg.rl_borderline_fraction,
-                         categories=categories)
+                         categories=cfg.rl_categories)
         counts[f"{task.kind}/{task.task}"] += 1
         rows.append(prompt_row(f"rl-{i:06d}", task, "train"))
     return rows, {"rows": len(rows), "tasks": dict(sorted(counts.items()))}
