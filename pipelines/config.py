@@ -151,6 +151,22 @@ class SFTConfig:
 
 
 @dataclass
+class ModelPairsConfig:
+    """Preference pairs of the SFT policy's own answers, labelled by the world's oracle (pipelines.model_pairs).
+
+    Meta's annotators compared two sampled answers of the newest models (section 3.2.2); the world's
+    ladder pairs alone leave the RM at chance on the policy's answers (docs/results.md).
+    """
+
+    prompts: int = 0             # source prompts per pair kind, drawn from that kind's pair set (0: off)
+    kinds: list[str] = field(default_factory=lambda: ["helpfulness"])  # helpfulness | safety
+    samples: int = 4             # answers sampled per prompt; one pair of differing oracle score is kept
+    temperatures: list[float] = field(default_factory=lambda: [0.7, 1.0])  # samples split evenly over these
+    max_prompt_len: int = 128
+    max_new_tokens: int = 64
+
+
+@dataclass
 class RewardModelConfig:
     """Helpfulness and safety reward models with the margin ranking loss (section 6)."""
 
@@ -161,6 +177,8 @@ class RewardModelConfig:
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-4, warmup_ratio=0.03, warmup_steps=5))  # paper: 1e-5
     helpful_safety_mix: float = 1.0         # helpfulness RM: safety+open data = this x helpfulness data
     safety_helpful_fraction: float = 0.1    # safety RM: 90/10 safety/helpfulness
+    held_out_percent: int = 10              # pairs kept for the held-out accuracy (by a hash of the pair id)
+    model_pairs: ModelPairsConfig = field(default_factory=ModelPairsConfig)
 
 
 @dataclass

@@ -130,9 +130,21 @@ def markdown(rep: dict[str, Any]) -> str:
             lines.append(f"| {key.replace('-', ' vs ')} | " + " | ".join(_signed(d.get(c)) for c in changes) + " |")
     lines += ["", "Reward models, held-out accuracy:", "", "| model | overall | per rating level / safety bin |", "|---|---|---|"]
     for name, r in rep["reward_models"].items():
-        acc = r.get("held_out", {})
-        parts = ", ".join(f"{k}: {v['accuracy']:.3f} (n={v['n']})" for k, v in acc.items() if isinstance(v, dict))
-        lines.append(f"| {name} | {acc.get('accuracy', float('nan')):.3f} | {parts} |")
+        acc = r.get("held_out")
+        if not acc:
+            continue  # not an RM (the model-pairs collection report)
+        parts = ", ".join(f"{k}: {v['accuracy']:.3f} (n={v['n']})" for k, v in acc.items()
+                          if isinstance(v, dict) and "/" in k)
+        lines.append(f"| {name} | {acc['accuracy']:.3f} | {parts} |")
+        oracle = acc.get("vs_oracle")
+        if oracle:
+            parts = ", ".join(f"{k}: {v['accuracy']:.3f}" for k, v in oracle.items() if isinstance(v, dict))
+            lines.append(f"| {name}, against the oracle (annotator flips undone) | {oracle['accuracy']:.3f} | {parts} |")
+        for origin in ("ladder", "model"):
+            sub = acc.get(f"{origin}_pairs")
+            if sub:
+                parts = ", ".join(f"{k}: {v['accuracy']:.3f} (n={v['n']})" for k, v in sub.items() if isinstance(v, dict))
+                lines.append(f"| {name}, {origin} pairs only | {sub['accuracy']:.3f} (n={sub['n']}) | {parts} |")
     lines += ["", "Checks:", ""]
     for c in rep["checks"]:
         mark = "HOLDS" if c["holds"] else "DOES NOT HOLD"

@@ -260,7 +260,28 @@ def _check_reward_models(cfg: Config) -> list[str]:
     out += _all_positive("reward_models", r, ("aux_weight", "helpful_safety_mix"), allow_zero=True)
     if not 0 <= r.safety_helpful_fraction < 1:
         out.append(f"reward_models.safety_helpful_fraction: must be in [0, 1), got {r.safety_helpful_fraction}")
-    return out
+    if not 0 < r.held_out_percent < 100:
+        out.append(f"reward_models.held_out_percent: must be in (0, 100), got {r.held_out_percent}")
+    return out + _check_model_pairs(cfg)
+
+
+def _check_model_pairs(cfg: Config) -> list[str]:
+    mp, key = cfg.reward_models.model_pairs, "reward_models.model_pairs"
+    out = _positive(f"{key}.prompts", mp.prompts, allow_zero=True)
+    if mp.prompts <= 0:
+        return out
+    if cfg.data.source != "world":
+        out.append(f"{key}.prompts: labelling the policy's answers needs the world's oracle (data.source=world), "
+                   f"got data.source={cfg.data.source!r}; set {key}.prompts=0")
+    if not mp.kinds or len(set(mp.kinds)) != len(mp.kinds) or not set(mp.kinds) <= {"helpfulness", "safety"}:
+        out.append(f"{key}.kinds: expected a non-empty list of distinct 'helpfulness' / 'safety', got {list(mp.kinds)}")
+    if mp.samples < 2:
+        out.append(f"{key}.samples: need at least 2 answers per prompt to make a pair, got {mp.samples}")
+    if not mp.temperatures:
+        out.append(f"{key}.temperatures: expected at least one sampling temperature")
+    for i, t in enumerate(mp.temperatures):
+        out += _positive(f"{key}.temperatures[{i}]", t)
+    return out + _sampling_fits(key, mp.max_prompt_len, mp.max_new_tokens, cfg)
 
 
 def _check_rejection_sampling(cfg: Config) -> list[str]:

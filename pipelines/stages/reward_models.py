@@ -8,9 +8,11 @@ Accuracy is reported per rating level and per safety bin on held-out pairs.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import random
 from collections import defaultdict
+from pathlib import Path
 from typing import Any, Sequence
 
 import ray
@@ -20,19 +22,23 @@ from actors.batch import PairBatch, pad_sequences
 from algorithms import RATINGS, margin_for
 from model.chat import encode_dialog
 from model.tokenizer import Tokenizer
-from pipelines.common import learner_group, load_tokenizer, metrics_logger
+from pipelines import model_pairs
+from pipelines.common import generator_pool, learner_group, load_tokenizer, metrics_logger
 from pipelines.config import Config
-from pipelines.data import read_table
+from pipelines.data import read_table, write_table
 from pipelines.rundir import RunDir
 
 log = logging.getLogger(__name__)
-HELD_OUT_PERCENT = 10  # pairs whose id hashes into this percentile are kept for evaluation
 SAFE_BY_LABEL = {"chosen_safe_rejected_unsafe": (True, False), "both_safe": (True, True),
                  "both_unsafe": (False, False), None: (True, True)}
 
 
-def is_held_out(pair_id: str) -> bool:
-    return int(hashlib.sha256(pair_id.encode()).hexdigest(), 16) % 100 < HELD_OUT_PERCENT
+def is_held_out(pair_id: str, percent: int = 10) -> bool:
+    """Whether a pair is kept for evaluation: its id hashes into the lowest `percent` of 100 buckets.
+
+    Stable across runs and sets: raising `percent` only moves pairs from training to evaluation.
+    """
+    return int(hashlib.sha256(pair_id.encode()).hexdigest(), 16) % 100 < percent
 
 
 def answer_tokens(tok: Tokenizer, prompt: list[dict], answer: str) -> list[int]:
@@ -74,17 +80,39 @@ def score_pairs(group, tok: Tokenizer, pairs: Sequence[dict], chunk: int = 64) -
     return torch.cat(rc), torch.cat(rr)
 
 
+def _flipped(pair: dict) -> bool | None:
+    """Whether the simulated annotator reversed the oracle's preference (None: not recorded)."""
+    try:
+        flipped = json.loads(pair.get("meta") or "{}").get("flipped")
+    except (TypeError, ValueError):
+        return None
+    return None if flipped is None else bool(flipped)
+
+
 def accuracy_report(pairs: Sequence[dict], rc: torch.Tensor, rr: torch.Tensor) -> dict[str, Any]:
-    """Accuracy overall, per rating level (paper Table 8) and per safety bin; ties count 0.5."""
+    """Accuracy overall, per rating level (paper Table 8) and per safety bin; ties count 0.5.
+
+    Accuracy is against the pairs' labels, as the paper's is against its annotators'. Where the rows
+    record whether the simulated annotator flipped the oracle's preference, `vs_oracle` gives the same
+    per rating level against the oracle, which separates the RM's skill from the annotators' noise.
+    """
     win = (rc > rr).float() + 0.5 * (rc == rr).float()
     groups: dict[str, list[float]] = defaultdict(list)
+    oracle: dict[str, list[float]] = defaultdict(list)
     for p, w in zip(pairs, win.tolist()):
         groups[f"rating/{p['rating']}"].append(w)
         if p["safety_label"] is not None:
             groups[f"safety_bin/{p['safety_label']}"].append(w)
+        flipped = _flipped(p)
+        if flipped is not None:
+            oracle[f"rating/{p['rating']}"].append(1.0 - w if flipped else w)
     out: dict[str, Any] = {"accuracy": float(win.mean()), "n": len(pairs)}
     for key, ws in sorted(groups.items()):
         out[key] = {"accuracy": sum(ws) / len(ws), "n": len(ws)}
+    if oracle and sum(map(len, oracle.values())) == len(pairs):
+        flat = [w for ws in oracle.values() for w in ws]
+        out["vs_oracle"] = {"accuracy": sum(flat) / len(flat), "n": len(flat),
+                            **{k: {"accuracy": sum(ws) / len(ws), "n": len(ws)} for k, ws in sorted(oracle.items())}}
     return out
 
 
@@ -108,6 +136,12 @@ def train_one(cfg: Config, run: RunDir, tok: Tokenizer, name: str, train: list[d
             metrics.scalars(f"reward_models/{name}", stats, step)
         rc, rr = score_pairs(group, tok, held_out)
         report = accuracy_report(held_out, rc, rr)
+        origins = [model_pairs.origin(p) for p in held_out]
+        if "model" in origins:  # the policy's own answers vs the ladder's, reported apart as well
+            for o in ("ladder", "model"):
+                idx = [i for i, x in enumerate(origins) if x == o]
+                if idx:
+                    report[f"{o}_pairs"] = accuracy_report([held_out[i] for i in idx], rc[idx], rr[idx])
         metrics.scalars(f"reward_models/{name}/eval", {k: v["accuracy"] for k, v in report.items()
                                                            if isinstance(v, dict)} | {"accuracy": report["accuracy"]}, steps)
         group.run("save", str(run.checkpoint(name)), str(run.tokenizer))
@@ -117,25 +151,69 @@ def train_one(cfg: Config, run: RunDir, tok: Tokenizer, name: str, train: list[d
     return {"train_pairs": len(train), "steps": steps, "held_out": report}
 
 
+def collect_model_pairs(cfg: Config, run: RunDir, tok: Tokenizer, tables: dict[str, tuple[Path, list[dict]]]
+                        ) -> tuple[dict[str, tuple[list[dict], list[dict]]], dict[str, Any]]:
+    """Pairs of the SFT policy's own answers per kind, labelled by the oracle (pipelines.model_pairs).
+
+    Source prompts are drawn from each kind's pair table; the pairs are written to
+    data/rm_model_pairs.parquet before any RM trains. -> ({kind: (train, held_out)}, report)
+    """
+    mp = cfg.reward_models.model_pairs
+    rng = random.Random(cfg.seed + 17)
+    sources = {}
+    for kind in mp.kinds:  # validate every source table before starting the generators
+        path, rows = tables[kind]
+        found = model_pairs.source_prompts(rows, path)
+        sources[kind] = rng.sample(found, min(mp.prompts, len(found)))
+    pool = generator_pool(cfg, run.checkpoint("sft"), seed_offset=17)
+    out, report = {}, {}
+    try:
+        for n, kind in enumerate(mp.kinds):
+            train, held_out, report[kind] = model_pairs.collect(
+                pool, tok, sources[kind], kind=kind, samples=mp.samples, temperatures=list(mp.temperatures),
+                max_new_tokens=mp.max_new_tokens, max_prompt_len=mp.max_prompt_len,
+                annotator_noise=cfg.data.world.annotator_noise, seed=cfg.seed + 1000 * (n + 1),
+                is_held_out=lambda pair_id: is_held_out(pair_id, cfg.reward_models.held_out_percent))
+            out[kind] = (train, held_out)
+    finally:
+        pool.shutdown()
+    rows = [r for train, held_out in out.values() for r in train + held_out]
+    if rows:
+        write_table(rows, run.data / "rm_model_pairs.parquet", "preferences")
+    return out, report
+
+
 def run(cfg: Config, run: RunDir) -> dict[str, Any]:
     rc_cfg = cfg.reward_models
     tok = load_tokenizer(cfg, run)
     run.require(run.checkpoint("sft"), "sft")
-    helpful = read_table(run.require(run.data / "helpfulness_pairs.parquet", "data"), "preferences")
-    safety = read_table(run.require(run.data / "safety_pairs.parquet", "data"), "preferences")
-    split = lambda rows: ([r for r in rows if not is_held_out(r["id"])], [r for r in rows if is_held_out(r["id"])])
+    h_path = run.require(run.data / "helpfulness_pairs.parquet", "data")
+    s_path = run.require(run.data / "safety_pairs.parquet", "data")
+    helpful = read_table(h_path, "preferences")
+    safety = read_table(s_path, "preferences")
+    held = lambda row: is_held_out(row["id"], rc_cfg.held_out_percent)
+    split = lambda rows: ([r for r in rows if not held(r)], [r for r in rows if held(r)])
     h_train, h_eval = split(helpful)
     s_train, s_eval = split(safety)
+    collected: dict[str, Any] = {}
+    if rc_cfg.model_pairs.prompts > 0:
+        by_kind, collected = collect_model_pairs(cfg, run, tok, {"helpfulness": (h_path, helpful),
+                                                                 "safety": (s_path, safety)})
+        for kind, (train, held_out) in by_kind.items():
+            (h_train if kind == "helpfulness" else s_train).extend(train)
+            (h_eval if kind == "helpfulness" else s_eval).extend(held_out)
     rng = random.Random(cfg.seed)
     h_mix = data_mix(h_train, s_train, int(rc_cfg.helpful_safety_mix * len(h_train)), rng)
     frac = rc_cfg.safety_helpful_fraction
     s_mix = data_mix(s_train, h_train, int(round(frac / (1 - frac) * len(s_train))), rng)
     metrics = metrics_logger(cfg, run)
     try:
-        out = {
+        out: dict[str, Any] = {
             "rm_helpfulness": train_one(cfg, run, tok, "rm_helpfulness", h_mix, h_eval, False, metrics),
             "rm_safety": train_one(cfg, run, tok, "rm_safety", s_mix, s_eval, True, metrics),
         }
     finally:
         metrics.close()
+    if collected:
+        out["model_pairs"] = collected
     return out
