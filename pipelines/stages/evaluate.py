@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Sequence
@@ -66,8 +67,9 @@ def multi_turn(pool, tok, dialogs, ec, seed) -> list[list[str]]:
                 msgs += [{"role": "user", "content": u}, {"role": "assistant", "content": a}]
             msgs.append({"role": "user", "content": d["users"][t]})
             prompts.append(msgs)
-        fits = [i for i, m in zip(live, prompts) if prompt_fits(tok, m, ec.max_prompt_len)]
-        fit_prompts = [m for i, m in zip(live, prompts) if i in set(fits)]
+        keep = [prompt_fits(tok, m, ec.max_prompt_len) for m in prompts]
+        fits = [i for i, ok in zip(live, keep) if ok]
+        fit_prompts = [m for m, ok in zip(prompts, keep) if ok]
         if not fit_prompts:
             break
         comps = single_turn(pool, tok, [{"messages": m} for m in fit_prompts], ec, seed + t)
@@ -151,14 +153,17 @@ def comparisons(names: Sequence[str], base: str) -> list[tuple[str, str]]:
     return pairs + [(n, base) for n in names if base in names and n != base and (n, base) not in pairs]
 
 
-def win_rate(rm, rows, comps_a, comps_b) -> dict[str, float]:
-    """RM-judged win rate of answers A over baseline answers B: win / (win + loss), ties removed."""
-    sa = selection_scores(ray.get(rm.score.remote(score_requests(rows, comps_a))))
-    sb = selection_scores(ray.get(rm.score.remote(score_requests(rows, comps_b))))
+def rm_scores(rm, rows, comps):
+    """The reward role's selection score of each answer (one per row)."""
+    return selection_scores(ray.get(rm.score.remote(score_requests(rows, comps))))
+
+
+def win_rate(sa, sb) -> dict[str, float]:
+    """RM-judged win rate of answers A over baseline answers B (their scores): win / (win + loss), ties removed."""
     win, loss = int((sa > sb).sum()), int((sa < sb).sum())
     p = win / (win + loss) if win + loss else float("nan")
     se = math.sqrt(p * (1 - p) / (win + loss)) if win + loss else float("nan")
-    return {"mean": round(p, 4), "se": round(se, 4), "n": win + loss, "ties": len(rows) - win - loss}
+    return {"mean": round(p, 4), "se": round(se, 4), "n": win + loss, "ties": len(sa) - win - loss}
 
 
 def load_into_pool(pool, path: Path, version: int) -> None:
@@ -192,9 +197,13 @@ def run(cfg: Config, run: RunDir) -> dict[str, Any]:
         for v, name in enumerate(names):
             if v:
                 load_into_pool(pool, paths[name], 10_000 + v)
+            t0 = time.perf_counter()
             comps = single_turn(pool, tok, rows, ec, cfg.seed)
             answers = [g[0].text for g in comps]
+            t1 = time.perf_counter()
             dialog_answers = multi_turn(pool, tok, dialogs, ec, cfg.seed)
+            log.info("eval %s: %d prompts %.1fs, %d dialogues %.1fs", name, len(rows), t1 - t0, len(dialogs),
+                     time.perf_counter() - t1)
             m, results = oracle_metrics(rows, answers, dialogs, dialog_answers, set(ec.turns))
             comps_by_name[name] = comps
             values[name] = per_prompt(results, set(ec.turns))
@@ -206,9 +215,12 @@ def run(cfg: Config, run: RunDir) -> dict[str, Any]:
             log.info("eval %s: %s", name, {k: s["mean"] for k, s in m.items() if "/" not in k})
         base = ec.rm_win_rate_against
         if rm is not None and base in comps_by_name:
+            t0 = time.perf_counter()
+            base_scores = rm_scores(rm, rows, comps_by_name[base])  # scored once for every comparison
             for name in names:
                 if name != base:
-                    report[name]["rm_win_rate_vs_" + base] = win_rate(rm, rows, comps_by_name[name], comps_by_name[base])
+                    report[name]["rm_win_rate_vs_" + base] = win_rate(rm_scores(rm, rows, comps_by_name[name]), base_scores)
+            log.info("RM win rates against %s: %.1fs", base, time.perf_counter() - t0)
     finally:
         pool.shutdown()
         if rm is not None:
