@@ -70,9 +70,12 @@ def test_paper_sizes_on_gpu_resources_compose_with_paper_values(tmp_path):
     assert cfg.ppo.beta == 0.005 and cfg.reward_models.optim.lr == 5e-6 and cfg.pretrain.optim.lr == 1.5e-4
     assert cfg.resources.generator.max_model_len == 4096  # interpolated from model.max_seq_len
     assert cfg.resources.policy.num_workers == 8 and cfg.reward.num_gpus == 1.0
+    # on GPUs the KV cache is a fraction of device memory, not the CPU default's fixed bytes
+    assert cfg.resources.generator.kv_cache_bytes == 0 and cfg.resources.generator.gpu_memory_utilization == 0.85
     cfg = compose_config([f"run_dir={tmp_path}", "stage=ppo", "model=llama2_7b", "resources=gpu_node",
                           f"model.init_path={ckpt}"])
     assert (cfg.ppo.beta, cfg.ppo.optim.lr, cfg.ppo.mini_batch_size) == (0.01, 1e-6, 64)
+    assert cfg.resources.generator.kv_cache_bytes == 0
     # the paper's context distillation: one preprompted answer, kept when the RM scores it better
     assert (cfg.context_distillation.samples, cfg.context_distillation.min_gain) == (1, 0.0)
     assert cfg.reward.scorer.helpfulness_path == f"{tmp_path}/checkpoints/rm_helpfulness"
