@@ -170,14 +170,19 @@ class ModelPairsConfig:
 class RewardModelConfig:
     """Helpfulness and safety reward models with the margin ranking loss (section 6)."""
 
-    epochs: int = 1
+    # paper: 1. The tiny RMs underfit in one epoch (training-pair accuracy 0.77 on "significantly
+    # better"); two took held-out accuracy 0.680 -> 0.727 (helpfulness) and 0.872 -> 0.894 (safety),
+    # pairwise accuracy on the policy's own samples 0.549 -> 0.608 (docs/results.md)
+    epochs: int = 2
     batch_size: int = 32    # pairs per step (paper: 512)
     margin: str = "small"   # algorithms.MARGINS: small 1, 2/3, 1/3, 0 | large 3, 2, 1, 0 (LLAMA2_SPEC.md s.6)
     aux_weight: float = 1.0  # safety RM's auxiliary safe/unsafe loss weight (formula not stated)
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-4, warmup_ratio=0.03, warmup_steps=5))  # paper: 1e-5
     helpful_safety_mix: float = 1.0         # helpfulness RM: safety+open data = this x helpfulness data
     safety_helpful_fraction: float = 0.1    # safety RM: 90/10 safety/helpfulness
-    held_out_percent: int = 10              # pairs kept for the held-out accuracy (by a hash of the pair id)
+    # pairs kept for the held-out accuracy (by a hash of the pair id); at 10% the levels' accuracies rested
+    # on 23-54 pairs each and their order flipped between runs (docs/results.md)
+    held_out_percent: int = 20
     model_pairs: ModelPairsConfig = field(default_factory=ModelPairsConfig)
 
 
@@ -211,7 +216,8 @@ class RejectionSamplingConfig:
 class PPOConfig:
     """PPO on the combined safety/helpfulness reward with a KL penalty (section 8)."""
 
-    iterations: int = 12              # paper: 200-400 (12 keeps the demo inside its 20 minutes)
+    iterations: int = 10              # paper: 200-400 (10 keeps the demo inside its 20 minutes; the best
+                                      # held-out iteration was 4, 9, 9 of 12 in three runs)
     prompts_per_iteration: int = 64   # paper: 512
     samples_per_prompt: int = 1
     mini_batch_size: int = 16         # paper: 64; one gradient step per mini-batch
@@ -240,13 +246,16 @@ class PPOConfig:
 class GAttConfig:
     """Ghost Attention: instruction in the first turn only, loss on the last turn (section 9)."""
 
-    dialogues: int = 288          # seed dialogues (cut per depth with every_turn: ~1000 examples)
+    dialogues: int = 240          # seed dialogues (cut per depth with every_turn: ~1200 examples)
     max_turns: int = 8
-    samples: int = 4              # answers sampled per turn; with keep_adherent the first that keeps the instruction
+    # answers sampled per turn; with keep_adherent the first that keeps the instruction. 8 left 120 of
+    # 1423 turns without a usable answer (4: 297) and took turn-8 adherence +0.085 -> +0.136 over PPO
+    samples: int = 8
     keep_adherent: bool = True    # drop sampled answers that break the instruction (rule check of the world's constraints)
     # whole seed dialogues, one example per depth 2..n (loss on that turn): adherence at turn 8 +0.114 +- 0.088
     # paired where last-turn-only examples of random-length dialogues gave +0.025 +- 0.080 (docs/results.md)
     every_turn: bool = True
+    min_depth: int = 2            # with every_turn: the shallowest cut trained (1 adds the instruction's own turn)
     temperature: float = 0.5      # 0.7 samples more wrong values, which GAtt then teaches
     max_prompt_len: int = 320
     max_new_tokens: int = 48
@@ -286,12 +295,13 @@ class ContextDistillConfig:
 class EvalConfig:
     """Oracle metrics, RM win rate, safety and multi-turn adherence (section 11)."""
 
-    prompts_per_kind: int = 200
+    prompts_per_kind: int = 400       # takes every held-out prompt of the world (360 / 400 / 270)
     turns: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
     rm_win_rate_against: str = "sft"  # checkpoint name the win rate is measured against
     rm_win_rate: bool = True          # needs a reward scorer (reward=llama2: this run's RMs)
     checkpoints: list[str] = field(default_factory=list)  # names under run_dir/checkpoints or paths; empty: every stage's
-    dialogues: int = 80               # multi-turn constraint dialogues (adherence by turn)
+    dialogues: int = 160              # multi-turn constraint dialogues (adherence by turn); each takes ~0.1 s
+                                      # per checkpoint on 2 cores, and 80 left 2SE ~0.11 at turn 8
     temperature: float = 0.0          # 0 = greedy
     max_prompt_len: int = 384
     max_new_tokens: int = 64

@@ -328,6 +328,8 @@ def _check_gatt(cfg: Config) -> list[str]:
     out += _sampling_fits("gatt", g.max_prompt_len, g.max_new_tokens, cfg)
     if g.max_turns < 2:
         out.append(f"gatt.max_turns: Ghost Attention needs multi-turn dialogues (>= 2), got {g.max_turns}")
+    if not 1 <= g.min_depth <= g.max_turns:
+        out.append(f"gatt.min_depth: must be in [1, gatt.max_turns={g.max_turns}], got {g.min_depth}")
     return out
 
 

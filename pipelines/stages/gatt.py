@@ -94,16 +94,17 @@ def usable_turns(answers: list[str | None]) -> int:
     return next((i for i, a in enumerate(answers) if a is None), len(answers))
 
 
-def depth_cuts(train: list[tuple[str, list[dict]]]) -> list[tuple[str, list[dict]]]:
-    """Each (id, [system, user, assistant, ...]) dialogue cut after every turn t >= 2, id `<id>/t<t>`.
+def depth_cuts(train: list[tuple[str, list[dict]]], min_depth: int = 2) -> list[tuple[str, list[dict]]]:
+    """Each (id, [system, user, assistant, ...]) dialogue cut after every turn t >= min_depth, id `<id>/t<t>`.
 
-    Trained with the loss on the last turn only, every cut is the paper's GAtt example at depth t.
+    Trained with the loss on the last turn only, every cut is the paper's GAtt example at depth t
+    (depth 1 is the instruction's own turn).
     """
     out = []
     for did, msgs in train:
         if msgs[0]["role"] != "system" or len(msgs) % 2 == 0:
             raise ValueError(f"gatt: training dialogue {did} is not [system, (user, assistant)*]")
-        out += [(f"{did}/t{t}", msgs[: 1 + 2 * t]) for t in range(2, len(msgs) // 2 + 1)]
+        out += [(f"{did}/t{t}", msgs[: 1 + 2 * t]) for t in range(min_depth, len(msgs) // 2 + 1)]
     return out
 
 
@@ -140,7 +141,7 @@ def run(cfg: Config, run: RunDir) -> dict[str, Any]:
         raise ValueError(f"gatt: no dialogue had a usable sample at {need}; the policy at {init} does not "
                          "answer (or never keeps the instruction) — check the earlier stages")
     if gc.every_turn:
-        train = depth_cuts(train)
+        train = depth_cuts(train, gc.min_depth)
     write_table([{"id": i, "messages": m, "source": "gatt", "meta": "{}"} for i, m in train],
                 run.data / "gatt_train.parquet", "dialogues")
     metrics.text("gatt", "sample", "\n".join(f"{m['role']}: {m['content']}" for m in train[0][1]), 0)

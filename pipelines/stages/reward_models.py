@@ -33,7 +33,7 @@ SAFE_BY_LABEL = {"chosen_safe_rejected_unsafe": (True, False), "both_safe": (Tru
                  "both_unsafe": (False, False), None: (True, True)}
 
 
-def is_held_out(pair_id: str, percent: int = 10) -> bool:
+def is_held_out(pair_id: str, percent: int) -> bool:
     """Whether a pair is kept for evaluation: its id hashes into the lowest `percent` of 100 buckets.
 
     Stable across runs and sets: raising `percent` only moves pairs from training to evaluation.

@@ -34,13 +34,17 @@ class BundleConfig:
     # dataset sizes (rows)
     pretrain_docs: int = 20_000
     sft_dialogues: int = 4_000
-    helpfulness_pairs: int = 2_500
-    safety_pairs: int = 2_500
+    # 20% of the pairs are held out for the RMs' accuracy per rating level (reward_models.held_out_percent):
+    # 2800 leaves ~2240 to train on, as 2500 at 10% did, and twice the held-out pairs per level
+    helpfulness_pairs: int = 2_800
+    safety_pairs: int = 2_800
     rl_prompts: int = 1_500
-    eval_helpful: int = 300  # balanced over the task families
-    eval_adversarial: int = 300  # balanced over the risk categories
-    eval_borderline: int = 200  # the borderline instance space is the smallest (~300 eval instances)
-    eval_dialogues: int = 100  # multi-turn constraint dialogues, for adherence by turn
+    # held-out sets near the size of the eval-split instance space (~365 helpful, ~280 borderline): the
+    # report's noise bars shrink with them (2SE of a paired helpfulness change 0.040 -> 0.027)
+    eval_helpful: int = 360  # balanced over the task families
+    eval_adversarial: int = 400  # balanced over the risk categories
+    eval_borderline: int = 270  # the borderline instance space is the smallest (~280 eval instances)
+    eval_dialogues: int = 200  # multi-turn constraint dialogues, for adherence by turn
     gatt_dialogues: int = 500
     # user turns of the GAtt seed dialogues that are adversarial (RL risk categories; the rest helpful or
     # borderline): GAtt on answering alone unlearnt PPO's refusals (violations 0.065 -> 0.17)

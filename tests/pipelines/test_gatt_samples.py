@@ -47,6 +47,8 @@ def test_depth_cuts_give_one_example_per_turn_from_the_second():
         assert len(m) == 1 + 2 * t and m[-1] == {"role": "assistant", "content": f"A{t}"}
         assert m[0]["role"] == "system" and [x["content"] for x in m if x["role"] == "user"] == d["users"][:t]
     assert depth_cuts([("d1", training_dialogue(d | {"users": ["u1"]}, ["A1"]))]) == []  # one turn: nothing at depth 2
+    from_first = depth_cuts([("d0", msgs)], min_depth=1)  # the instruction's own turn as well
+    assert [i for i, _ in from_first] == ["d0/t1", "d0/t2", "d0/t3", "d0/t4"] and len(from_first[0][1]) == 3
     try:
         depth_cuts([("bad", msgs[1:])])
     except ValueError as e:

@@ -39,4 +39,3 @@ def test_raising_the_held_out_percent_only_moves_pairs_from_training_to_evaluati
     twenty = {i for i in ids if is_held_out(i, 20)}
     assert ten < twenty
     assert 0.07 < len(ten) / len(ids) < 0.13 and 0.16 < len(twenty) / len(ids) < 0.24
-    assert ten == {i for i in ids if is_held_out(i)}  # the default is 10

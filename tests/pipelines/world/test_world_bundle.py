@@ -80,7 +80,7 @@ def test_cli_writes_the_bundle_and_prints_the_summary_table(tmp_path, capsys):
 def test_scaling_keeps_held_out_sets_within_the_instance_space():
     big = BundleConfig().scaled(3.0)
     assert big.sft_dialogues == 12_000
-    assert (big.eval_helpful, big.eval_adversarial, big.eval_borderline) == (300, 300, 200)
+    assert (big.eval_helpful, big.eval_adversarial, big.eval_borderline) == (360, 400, 270)
     with pytest.raises(ValueError, match="scale factor must be > 0"):
         BundleConfig().scaled(0)
     with pytest.raises(ValueError, match="BundleConfig.sft_noise must be in"):
