@@ -206,7 +206,7 @@ class RejectionSamplingConfig:
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=3e-5))
     keep_all_rounds: bool = True  # train on the best samples of all rounds (from the paper's 4th iteration on)
     probe_temperatures: list[float] = field(default_factory=lambda: [0.7, 1.0, 1.3])  # reward-by-temperature log
-    probe_prompts: int = 32       # prompts sampled at each probe temperature per round
+    probe_prompts: int = 16       # prompts sampled at each probe temperature per round
     # kinds of RL prompt the rounds draw from (helpful | borderline | adversarial). The tiny demo leaves
     # the adversarial prompts to PPO: best-of-K on them alone takes the violation rate to zero at once.
     prompt_kinds: list[str] = field(default_factory=lambda: ["helpful", "borderline"])
@@ -300,8 +300,8 @@ class EvalConfig:
     rm_win_rate_against: str = "sft"  # checkpoint name the win rate is measured against
     rm_win_rate: bool = True          # needs a reward scorer (reward=llama2: this run's RMs)
     checkpoints: list[str] = field(default_factory=list)  # names under run_dir/checkpoints or paths; empty: every stage's
-    dialogues: int = 160              # multi-turn constraint dialogues (adherence by turn); each takes ~0.1 s
-                                      # per checkpoint on 2 cores, and 80 left 2SE ~0.11 at turn 8
+    dialogues: int = 120              # multi-turn constraint dialogues (adherence by turn); each takes ~0.1 s
+                                      # per checkpoint on 2 cores; 80 left 2SE ~0.11 at turn 8, 160 ~0.07
     temperature: float = 0.0          # 0 = greedy
     max_prompt_len: int = 384
     max_new_tokens: int = 64
