@@ -246,7 +246,7 @@ class PPOConfig:
 class GAttConfig:
     """Ghost Attention: instruction in the first turn only, loss on the last turn (section 9)."""
 
-    dialogues: int = 240          # seed dialogues (cut per depth with every_turn: ~1200 examples)
+    dialogues: int = 200          # seed dialogues (cut per depth with every_turn: ~1000 examples)
     max_turns: int = 8
     # answers sampled per turn; with keep_adherent the first that keeps the instruction. 8 left 120 of
     # 1423 turns without a usable answer (4: 297) and took turn-8 adherence +0.085 -> +0.136 over PPO
@@ -300,8 +300,8 @@ class EvalConfig:
     rm_win_rate_against: str = "sft"  # checkpoint name the win rate is measured against
     rm_win_rate: bool = True          # needs a reward scorer (reward=llama2: this run's RMs)
     checkpoints: list[str] = field(default_factory=list)  # names under run_dir/checkpoints or paths; empty: every stage's
-    dialogues: int = 120              # multi-turn constraint dialogues (adherence by turn); each takes ~0.1 s
-                                      # per checkpoint on 2 cores; 80 left 2SE ~0.11 at turn 8, 160 ~0.07
+    dialogues: int = 100              # multi-turn constraint dialogues (adherence by turn); each takes ~0.1 s
+                                      # per checkpoint on 2 cores; 80 left 2SE ~0.11 at turn 8, 160 ~0.07-0.09
     temperature: float = 0.0          # 0 = greedy
     max_prompt_len: int = 384
     max_new_tokens: int = 64
