@@ -123,7 +123,7 @@ def train_one(cfg: Config, run: RunDir, tok: Tokenizer, name: str, train: list[d
                           model_kind="scalar")
     try:
         per_epoch = max(1, len(train) // rc_cfg.batch_size)  # a last partial batch is dropped
-        steps = per_epoch * rc_cfg.epochs
+        steps = max(1, round(per_epoch * rc_cfg.epochs))  # fractional epochs end part-way through a pass
         group.run("set_total_steps", steps)
         order = list(train)
         rng = random.Random(cfg.seed)
