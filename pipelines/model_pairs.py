@@ -115,9 +115,15 @@ def collect(pool, tok, sources: Sequence[dict], *, kind: str, samples: int, temp
     return train, held_out, report
 
 
+def meta_value(row: dict, key: str) -> Any:
+    """`key` of a row's meta JSON, or None when the row has no meta, unparsable meta or no such key."""
+    try:
+        meta = json.loads(row.get("meta") or "{}")
+    except (TypeError, ValueError):
+        return None
+    return meta.get(key) if isinstance(meta, dict) else None
+
+
 def origin(row: dict) -> str:
     """'model' for a pair of the policy's answers, else 'ladder' (the world's hand-made answers)."""
-    try:
-        return json.loads(row["meta"]).get("origin", "ladder")
-    except (TypeError, ValueError):
-        return "ladder"
+    return meta_value(row, "origin") or "ladder"

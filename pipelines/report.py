@@ -93,6 +93,12 @@ def checks(ev: dict, rms: dict, paired: dict | None = None) -> list[dict[str, An
     return out
 
 
+def _accuracy_cells(acc: dict, with_n: bool = True, levels_only: bool = False) -> str:
+    """"key: accuracy (n=...)" for each nested group of an RM accuracy report; levels_only: keys with a "/"."""
+    return ", ".join(f"{k}: {v['accuracy']:.3f}" + (f" (n={v['n']})" if with_n else "") for k, v in acc.items()
+                     if isinstance(v, dict) and (not levels_only or "/" in k))
+
+
 def _cell(s: dict | None) -> str:
     if not s:
         return "-"
@@ -133,18 +139,16 @@ def markdown(rep: dict[str, Any]) -> str:
         acc = r.get("held_out")
         if not acc:
             continue  # not an RM (the model-pairs collection report)
-        parts = ", ".join(f"{k}: {v['accuracy']:.3f} (n={v['n']})" for k, v in acc.items()
-                          if isinstance(v, dict) and "/" in k)
-        lines.append(f"| {name} | {acc['accuracy']:.3f} | {parts} |")
+        lines.append(f"| {name} | {acc['accuracy']:.3f} | {_accuracy_cells(acc, levels_only=True)} |")
         oracle = acc.get("vs_oracle")
         if oracle:
-            parts = ", ".join(f"{k}: {v['accuracy']:.3f}" for k, v in oracle.items() if isinstance(v, dict))
-            lines.append(f"| {name}, against the oracle (annotator flips undone) | {oracle['accuracy']:.3f} | {parts} |")
+            lines.append(f"| {name}, against the oracle (annotator flips undone) | {oracle['accuracy']:.3f} | "
+                         f"{_accuracy_cells(oracle, with_n=False)} |")
         for origin in ("ladder", "model"):
             sub = acc.get(f"{origin}_pairs")
             if sub:
-                parts = ", ".join(f"{k}: {v['accuracy']:.3f} (n={v['n']})" for k, v in sub.items() if isinstance(v, dict))
-                lines.append(f"| {name}, {origin} pairs only | {sub['accuracy']:.3f} (n={sub['n']}) | {parts} |")
+                lines.append(f"| {name}, {origin} pairs only | {sub['accuracy']:.3f} (n={sub['n']}) | "
+                             f"{_accuracy_cells(sub)} |")
     lines += ["", "Checks:", ""]
     for c in rep["checks"]:
         mark = "HOLDS" if c["holds"] else "DOES NOT HOLD"

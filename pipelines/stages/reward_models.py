@@ -8,7 +8,6 @@ Accuracy is reported per rating level and per safety bin on held-out pairs.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import random
 from collections import defaultdict
@@ -82,10 +81,7 @@ def score_pairs(group, tok: Tokenizer, pairs: Sequence[dict], chunk: int = 64) -
 
 def _flipped(pair: dict) -> bool | None:
     """Whether the simulated annotator reversed the oracle's preference (None: not recorded)."""
-    try:
-        flipped = json.loads(pair.get("meta") or "{}").get("flipped")
-    except (TypeError, ValueError):
-        return None
+    flipped = model_pairs.meta_value(pair, "flipped")
     return None if flipped is None else bool(flipped)
 
 
