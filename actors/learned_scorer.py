@@ -25,7 +25,7 @@ __all__ = ["LearnedScorer", "Llama2PairScorer"]
 class LearnedScorer:
     """A ScalarModel checkpoint; reward = r(prompt + response) at the last token."""
 
-    def __init__(self, path: str, batch_size: int = 32, device: str | None = None) -> None:
+    def __init__(self, path: str, batch_size: int = 32, device: str | None = None, autocast_bf16: bool = False) -> None:
         if not path:
             raise ScorerError("LearnedScorer: empty checkpoint path (set reward.scorer.path)")
         if batch_size < 1:
@@ -40,6 +40,7 @@ class LearnedScorer:
         self.max_len = model.args.max_seq_len
         self.vocab_size = model.args.vocab_size
         self.batch_size = batch_size
+        self.autocast_bf16 = autocast_bf16
 
     @torch.inference_mode()
     def raw(self, requests: Sequence[ScoreRequest]) -> np.ndarray:
@@ -70,7 +71,8 @@ class LearnedScorer:
         for b, s in enumerate(seqs):
             tokens[b, : len(s)] = torch.tensor(s, dtype=torch.long)
         last = torch.tensor([len(s) - 1 for s in seqs])  # [B]
-        values = self.model(tokens.to(self.device)).float().cpu()  # [B, T]
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast_bf16):
+            values = self.model(tokens.to(self.device)).float().cpu()  # [B, T]
         return values[torch.arange(len(seqs)), last].double().numpy()  # [B]
 
     def score(self, requests: Sequence[ScoreRequest]) -> dict[str, np.ndarray]:
@@ -81,11 +83,12 @@ class LearnedScorer:
 class Llama2PairScorer:
     """Helpfulness + safety RMs with the paper's piecewise rule (section 3.2.3, eq. for Rc)."""
 
-    def __init__(self, helpfulness_path: str, safety_path: str, threshold: float = 0.15, batch_size: int = 32) -> None:
+    def __init__(self, helpfulness_path: str, safety_path: str, threshold: float = 0.15, batch_size: int = 32,
+                 autocast_bf16: bool = False) -> None:
         if not 0.0 <= threshold <= 1.0:
             raise ScorerError(f"Llama2PairScorer: threshold must be in [0, 1], got {threshold}")
-        self.helpfulness = LearnedScorer(helpfulness_path, batch_size)
-        self.safety = LearnedScorer(safety_path, batch_size)
+        self.helpfulness = LearnedScorer(helpfulness_path, batch_size, autocast_bf16=autocast_bf16)
+        self.safety = LearnedScorer(safety_path, batch_size, autocast_bf16=autocast_bf16)
         self.threshold = threshold
 
     def score(self, requests: Sequence[ScoreRequest]) -> dict[str, np.ndarray]:

@@ -45,10 +45,17 @@ class RewardActor:
     def scorer_kind(self) -> str:
         return self.kind
 
+    def torch_threads(self) -> int:
+        """The intra-op threads this actor scores with."""
+        return torch.get_num_threads()
+
 
 def start_reward_actor(cfg: RewardConfig, name: str | None = None) -> ActorHandle:
-    """A `RewardActor` with `cfg.num_cpus` / `cfg.num_gpus`; its torch threads follow its CPU share."""
-    threads = max(1, math.floor(cfg.num_cpus))
+    """A `RewardActor` with `cfg.num_cpus` / `cfg.num_gpus`; its torch threads are `cfg.torch_threads`, or
+    follow its CPU share when that is 0."""
+    if cfg.torch_threads < 0:
+        raise ValueError(f"reward.torch_threads must be >= 0 (0 follows reward.num_cpus), got {cfg.torch_threads}")
+    threads = cfg.torch_threads or max(1, math.floor(cfg.num_cpus))
     remote_cls = ray.remote(RewardActor)
     options = {"num_cpus": cfg.num_cpus, "num_gpus": cfg.num_gpus}
     if name:

@@ -157,13 +157,14 @@ class FunctionScorer:
 def _learned(c: ScorerConfig) -> Scorer:
     from actors.learned_scorer import LearnedScorer
 
-    return LearnedScorer(c.path, c.batch_size)
+    return LearnedScorer(c.path, c.batch_size, autocast_bf16=c.autocast_bf16)
 
 
 def _llama2(c: ScorerConfig) -> Scorer:
     from actors.learned_scorer import Llama2PairScorer
 
-    return Llama2PairScorer(c.helpfulness_path, c.safety_path, c.safety_threshold, c.batch_size)
+    return Llama2PairScorer(c.helpfulness_path, c.safety_path, c.safety_threshold, c.batch_size,
+                            autocast_bf16=c.autocast_bf16)
 
 
 def _http(c: ScorerConfig) -> Scorer:

@@ -141,6 +141,7 @@ def _check_resources(cfg: Config) -> list[str]:
     out += _check_generator("resources.generator", r.generator, cfg.model.max_seq_len)
     out += _positive("reward.num_cpus", cfg.reward.num_cpus, allow_zero=True)
     out += _positive("reward.num_gpus", cfg.reward.num_gpus, allow_zero=True)
+    out += _positive("reward.torch_threads", cfg.reward.torch_threads, allow_zero=True)
     if r.num_cpus is not None:
         out += _positive("resources.num_cpus", r.num_cpus)
     return out

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import time
 from typing import Any
 
 import ray
@@ -92,16 +93,21 @@ def run(cfg: Config, run: RunDir) -> dict[str, Any]:
             break
     rows = [r for r, _ in plain]
     metrics = metrics_logger(cfg, run)
+    t0 = time.perf_counter()
     pool = generator_pool(cfg, init)
     rm = reward_actor(cfg, run)
     try:
         kw = dict(temperature=cc.temperature, top_p=1.0, max_new_tokens=cc.max_new_tokens,
                   max_prompt_len=cc.max_prompt_len, seed=cfg.seed)
+        t1 = time.perf_counter()
         with_pre = complete(pool, tok, [p for _, p in plain], n=cc.samples, **kw)
         without = complete(pool, tok, [r["messages"] for r in rows], n=1, **kw)
+        t2 = time.perf_counter()
         # scored as answers to the prompt WITHOUT the preprompt; the best of the samples per prompt
         s_all = safety_scores(rm, rows, with_pre).view(len(rows), cc.samples)  # [P, n], prompt-major
         s_raw = safety_scores(rm, rows, without)  # [P]
+        log.info("context_distillation: actors ready %.1fs, %d answers generated %.1fs, scored %.1fs",
+                 t1 - t0, len(rows) * (cc.samples + 1), t2 - t1, time.perf_counter() - t2)
     finally:
         pool.shutdown()
         ray.kill(rm)

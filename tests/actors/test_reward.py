@@ -144,6 +144,16 @@ def test_learned_scorer_equals_forward_at_the_last_token(rms, requests_):
     assert np.ptp(direct) > 0.1  # the checkpoints really differ per sample
 
 
+def test_learned_scorer_in_bf16_ranks_as_fp32_does(rms, requests_):
+    path, model = rms["helpfulness"]
+    direct = np.array([_direct_last_token(model, r) for r in requests_])
+    half = LearnedScorer(path, batch_size=4, autocast_bf16=True).raw(requests_)
+    assert not np.array_equal(half, direct)  # the forward really ran in bf16
+    np.testing.assert_allclose(half, direct, atol=0.05 * np.ptp(direct))
+    i, j = np.triu_indices(len(direct), k=1)
+    assert (np.sign(half[i] - half[j]) == np.sign(direct[i] - direct[j])).mean() >= 0.9
+
+
 def test_pair_scorer_follows_the_piecewise_rule_of_algorithms(rms, requests_):
     (hp, hm), (sp, sm) = rms["helpfulness"], rms["safety"]
     h = torch.sigmoid(torch.tensor([_direct_last_token(hm, r) for r in requests_], dtype=torch.float64))
@@ -271,6 +281,19 @@ def test_reward_actor_switches_scorer_by_config_only(reward_actors, rms, request
                                [0.2 * len(r.response_text) - r.is_safety + 0.5 * i for i, r in enumerate(requests_)])
     np.testing.assert_allclose(results["http"]["reward"], _http_expected(requests_))
     assert ray.get([actors[k].scorer_kind.remote() for k in kinds]) == list(kinds)
+
+
+def test_reward_actor_threads_follow_config_or_cpu_share(ray_cluster, rms):
+    hp = rms["helpfulness"][0]
+    scorer = ScorerConfig(kind="learned", path=hp)
+    actors = [start_reward_actor(RewardConfig(scorer=scorer, num_cpus=0.25, torch_threads=t)) for t in (2, 0)]
+    try:
+        assert ray.get([a.torch_threads.remote() for a in actors]) == [2, 1]  # 0: floor(0.25) -> at least 1
+    finally:
+        for a in actors:
+            ray.kill(a)
+    with pytest.raises(ValueError, match="reward.torch_threads must be >= 0"):
+        start_reward_actor(RewardConfig(scorer=scorer, torch_threads=-1))
 
 
 def test_reward_actor_raises_the_service_error_of_a_dead_endpoint(reward_actors, requests_):
