@@ -54,12 +54,18 @@ def _far_value(truth: int, rng: random.Random, low: int = 0) -> int:
 # ---------------------------------------------------------------- arithmetic
 
 
+# Operand ranges. With 0-20 (0-10 for times) the world held ~790 sums, differences and products; the
+# tiny model answered 0.17 of them at SFT and its reward model judged them at chance, so neither
+# rejection sampling nor PPO had anything to work with (docs/results.md). ~320 facts are learnable.
+ADD_MAX, TIMES_MAX = 12, 7
+
+
 def _arith_sample(rng: random.Random) -> Task:
     op = rng.choice(tuple(_OPS))
     if op == "times":
-        a, b = rng.randint(0, 10), rng.randint(0, 10)
+        a, b = rng.randint(0, TIMES_MAX), rng.randint(0, TIMES_MAX)
     else:
-        a, b = rng.randint(0, 20), rng.randint(0, 20)
+        a, b = rng.randint(0, ADD_MAX), rng.randint(0, ADD_MAX)
         if op == "minus" and b > a:  # results stay >= 0: small non-negative integers only
             a, b = b, a
     value = _OPS[op](a, b)
@@ -79,6 +85,8 @@ ARITHMETIC = Family(
     value_score=lambda key, body: _off_by(_claim(body, (key["a"], key["b"])), key["value"]),
     close=lambda key, rng: _arith_phrase(key, _near_value(key["value"], rng)),
     wrong=lambda key, rng: _arith_phrase(key, _far_value(key["value"], rng)),
+    restate=lambda key, v, rng: rng.choice((f"The result of {key['a']} {key['op']} {key['b']} is {v}.",
+                                            f"{key['a']} {key['op']} {key['b']} makes {v}.")),
 )
 
 
@@ -101,14 +109,20 @@ COUNT_LETTERS = Family(
     value_score=lambda key, body: 0.0 if names_another(body, WORDS, (key["word"],)) else _off_by(_claim(body), key["value"]),
     close=lambda key, rng: f"{key['word']} has {key['value'] + rng.choice((-1, 1))} letters.",
     wrong=lambda key, rng: f"{key['word']} has {_far_value(key['value'], rng, low=1)} letters.",
+    restate=lambda key, v, rng: rng.choice((f"The word {key['word']} has {v} letters.",
+                                            f"There are {v} letters in {key['word']}.")),
 )
 
 
 # ---------------------------------------------------------------- sort numbers
 
 
+# 3-4 numbers up to 15 (was 3-5 up to 20: 0.07 sorted right at SFT, nothing for RS or PPO to select)
+SORT_MAX, SORT_LEN = 15, (3, 4)
+
+
 def _sort_sample(rng: random.Random) -> Task:
-    items = rng.sample(range(0, 21), rng.randint(3, 5))
+    items = rng.sample(range(0, SORT_MAX + 1), rng.randint(*SORT_LEN))
     while items == sorted(items):  # an already sorted list would make echoing it correct
         rng.shuffle(items)
     shown = ", ".join(map(str, items))
@@ -146,12 +160,13 @@ def _sort_close(key: Mapping[str, Any], rng: random.Random) -> str:
 def _sort_wrong(key: Mapping[str, Any], rng: random.Random) -> str:
     value = list(key["value"])
     i = rng.randrange(len(value))
-    value[i] = rng.choice([v for v in range(21, 40)])  # a number that was not in the list
+    value[i] = rng.choice([v for v in range(SORT_MAX + 1, SORT_MAX + 20)])  # a number that was not in the list
     return "Sorted: " + ", ".join(map(str, sorted(value))) + "."
 
 
 SORT_NUMBERS = Family(name="sort_numbers", sample=_sort_sample, value_score=_sort_score,
-                      close=_sort_close, wrong=_sort_wrong)
+                      close=_sort_close, wrong=_sort_wrong,
+                      restate=lambda key, v, rng: rng.choice((f"In order: {v}.", f"From smallest to largest: {v}.")))
 
 
 # ---------------------------------------------------------------- unit conversion
@@ -194,4 +209,6 @@ UNIT_CONVERSION = Family(
     value_score=_units_score,
     close=lambda key, rng: _units_phrase(key, rng.choice((key["value"] + key["factor"], key["value"] * 10))),
     wrong=lambda key, rng: _units_phrase(key, key["value"] + key["factor"] // 2 + 3),
+    restate=lambda key, v, rng: rng.choice((f"{key['source']} equals {v} {key['target']}.",
+                                            f"In {key['target']}, {key['source']} is {v}.")),
 )

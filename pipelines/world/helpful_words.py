@@ -58,6 +58,7 @@ REVERSE_WORD = Family(
     value_score=_reverse_score,
     close=lambda key, rng: f"{key['word']} reversed is {_one_letter_changed(key['value'], rng)}.",
     wrong=lambda key, rng: f"{key['word']} reversed is {key['word']}.",
+    restate=lambda key, v, rng: rng.choice((f"{key['word']} backwards is {v}.", f"Spelled backwards, {key['word']} is {v}.")),
 )
 
 
@@ -140,5 +141,13 @@ def _fact_wrong(key: Mapping[str, Any], rng: random.Random) -> str:
     return fact_statement(key["relation"], key["subject"], other)
 
 
+def _fact_restate(key: Mapping[str, Any], value: str, rng: random.Random) -> str:
+    subject = key["subject"]
+    options = {"capital": (f"{value} is the capital of {subject}.", f"{subject} has the capital {value}."),
+               "colour": (f"The colour of a {subject} is {value}.", f"A {subject} has the colour {value}."),
+               "food": (f"The food of a {subject} is {value}.", f"A {subject} feeds on {value}.")}
+    return rng.choice(options[key["relation"]])
+
+
 FACT_LOOKUP = Family(name="fact_lookup", sample=_fact_sample, value_score=_fact_score,
-                     close=_fact_close, wrong=_fact_wrong)
+                     close=_fact_close, wrong=_fact_wrong, restate=_fact_restate)

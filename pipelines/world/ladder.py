@@ -14,8 +14,10 @@ from pipelines.world.safety import CATEGORIES, CATEGORY_NAMES, borderline_act, s
 from pipelines.world.tasks import Task
 from pipelines.world.vocab import GENERIC_REFUSALS, PLEASANTRIES
 
-# Correct value in other words (VALUE).
-ALT_TEMPLATES: tuple[str, ...] = ("The answer is {v}.", "It is {v}.", "{v}", "Answer: {v}.")
+# The "alt" rung: the correct value in other words (VALUE), in a phrasing of the family that still names
+# what it answers (Family.restate: "The result of 7 plus 5 is 12."). Bare values ("It is 12.") hid the
+# question from the reward model: it judged them at chance against wrong or off-topic answers, which
+# made its "better" pairs (a right value in other words against a wrong one) its hardest level.
 
 # rung -> weight of drawing it for a pair.
 # "other_instance" is the canonical answer to another request of the same family ("table has 5
@@ -67,13 +69,16 @@ def _other_instance(task: Task, rng: random.Random) -> Task:
 
 def in_form(task: Task, text: str, form: str, rng: random.Random, rung: str = "") -> str:
     """A canonical-phrased answer of `task` in another surface form: its format variant, or its value in
-    an alt template ("The answer is 7."; for rung other_instance, another instance's value). Unchanged
-    when the form is canonical or the value is not found."""
+    the family's other words (for rung other_instance, another instance's answer in other words).
+    Unchanged when the form is canonical or the value is not found."""
     if form == "format":
         return format_variant(text, rng)
     if form == "alt":
-        value = _other_instance(task, rng).key["value_text"] if rung == "other_instance" else value_in(task, text)
-        return rng.choice(ALT_TEMPLATES).format(v=value) if value is not None else text
+        if rung == "other_instance":
+            other = _other_instance(task, rng)
+            return family(other.task).restate(other.key, other.key["value_text"], rng)
+        value = value_in(task, text)
+        return family(task.task).restate(task.key, value, rng) if value is not None else text
     if form != "canonical":
         raise KeyError(f"form {form!r} is not one of {list(FORMS)}")
     return text
@@ -106,7 +111,7 @@ def _helpful_answer(task: Task, rung: str, rng: random.Random) -> str:
     if rung == "other_instance":
         return _other_instance(task, rng).canonical
     if rung == "alt":
-        return rng.choice(ALT_TEMPLATES).format(v=task.key["value_text"])
+        return fam.restate(task.key, task.key["value_text"], rng)
     if rung == "close":
         return fam.close(task.key, rng)
     if rung == "wrong":

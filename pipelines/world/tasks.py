@@ -51,6 +51,8 @@ class Family:
     value_score(key, body) -> VALUE if the answer claims the right value, a partial credit in
     (0, MAX_PARTIAL] if it claims a close one, else 0. `body` is the answer without constraint
     decoration. close/wrong return an answer in the canonical phrasing with a close/wrong value.
+    restate(key, value_text, rng) puts a value in other words that still name what is asked ("The
+    result of 7 plus 5 is 12."): the "alt" answer, which the oracle scores VALUE when the value is right.
     """
 
     name: str
@@ -58,6 +60,7 @@ class Family:
     value_score: Callable[[Mapping[str, Any], str], float]
     close: Callable[[Mapping[str, Any], random.Random], str]
     wrong: Callable[[Mapping[str, Any], random.Random], str]
+    restate: Callable[[Mapping[str, Any], str, random.Random], str]
 
 
 def with_prefix(text: str, rng: random.Random) -> str:

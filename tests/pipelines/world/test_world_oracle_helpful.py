@@ -212,3 +212,51 @@ def test_the_other_instance_rung_answers_another_request_of_the_same_family():
             scores.append(j.helpfulness)
     # mostly nothing: only a coincidence ("4 plus 3 is 7." to "3 plus 4") can be right
     assert sum(s == 0.0 for s in scores) / len(scores) > 0.85
+
+
+def _subject_words(key: dict) -> list[str]:
+    """What an answer must name to show what it answers: operands, the word, the list, the amount, the subject."""
+    if key["task"] == "arithmetic":
+        return [str(key["a"]), key["op"], str(key["b"])]
+    if key["task"] in ("count_letters", "reverse_word"):
+        return [key["word"]]
+    if key["task"] == "sort_numbers":
+        return [key["value_text"]]
+    if key["task"] == "unit_conversion":
+        return [key["source"], key["target"]]
+    return [key["subject"]]
+
+
+def test_other_words_name_what_they_answer_and_keep_the_oracle_score_of_their_value():
+    from pipelines.world.ladder import in_form
+
+    rng = random.Random(11)
+    for name in FAMILY_NAMES:
+        phrasings = set()
+        for _ in range(60):
+            task = sample_helpful(rng, name)
+            alt = answer_for(task, "alt", rng)
+            assert judge_turn(task.key, alt).helpfulness == VALUE, (name, alt)
+            assert all(w in alt for w in _subject_words(task.key)), (name, alt)
+            assert alt != task.canonical
+            phrasings.add(alt.replace(task.key["value_text"], "<v>"))
+            for rung in ("close", "wrong"):  # a wrong value in other words is judged as in the canonical phrasing
+                base = answer_for(task, rung, rng)
+                other_words = in_form(task, base, "alt", rng, rung)
+                assert other_words != base
+                assert judge_turn(task.key, other_words).helpfulness == judge_turn(task.key, base).helpfulness, \
+                    (name, base, other_words)
+        assert len({p.split()[0] for p in phrasings}) >= 2  # more than one phrasing per family
+
+
+def test_arithmetic_and_sorting_stay_in_their_learnable_ranges():
+    from pipelines.world.helpful_numbers import ADD_MAX, SORT_LEN, SORT_MAX, TIMES_MAX
+
+    rng = random.Random(13)
+    for _ in range(500):
+        k = sample_helpful(rng, "arithmetic").key
+        top = TIMES_MAX if k["op"] == "times" else ADD_MAX
+        assert 0 <= k["a"] <= top and 0 <= k["b"] <= top and k["value"] >= 0
+        s = sample_helpful(rng, "sort_numbers").key
+        assert SORT_LEN[0] <= len(s["items"]) <= SORT_LEN[1] and max(s["items"]) <= SORT_MAX
+        assert s["items"] != s["value"]  # never already sorted
