@@ -47,7 +47,9 @@ class LearnerConfig:
     parallel: str = "ddp"        # ddp | fsdp
     backend: str = "auto"        # auto -> nccl with GPUs, gloo otherwise
     dtype: str = "float32"       # parameter dtype
-    autocast_bf16: bool = False  # torch.autocast bf16 for the forward pass
+    # torch.autocast bf16 for the forward pass: true | false | "auto" (on where the device has native
+    # bf16 matmuls: CUDA with bf16, CPU with AVX512-BF16/AMX; model/precision.py)
+    autocast_bf16: Any = False
     micro_batch_size: int = 8    # sequences per forward/backward on one rank
     optim: OptimConfig = field(default_factory=OptimConfig)
     resources: ResourceConfig = field(default_factory=ResourceConfig)
@@ -106,10 +108,10 @@ class ScorerConfig:
     timeout_s: float = 10.0
     retries: int = 2
     batch_size: int = 32
-    # learned / llama2: bf16 autocast for the RM forward (CPU AVX512-BF16 or GPU); the conf/reward
-    # files set it to model.autocast_bf16. ~1.7x faster scoring on the 2-core box; rankings agree
-    # with fp32 (tests/actors/test_reward.py)
-    autocast_bf16: bool = False
+    # learned / llama2: bf16 autocast for the RM forward, true | false | "auto" (model/precision.py);
+    # the conf/reward files set it to model.autocast_bf16. With native bf16 (AVX512-BF16) ~1.7x faster
+    # scoring on a 2-core box; rankings agree with fp32 (tests/actors/test_reward.py, bench/reward_scoring.py)
+    autocast_bf16: Any = False
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -16,6 +16,7 @@ import torch
 from actors.scorers import ScoreRequest, ScorerError, require_requests
 from algorithms import combine_safety_helpfulness, logit
 from model import ScalarModel, load_pretrained
+from model.precision import resolve_autocast_bf16
 
 __all__ = ["LearnedScorer", "Llama2PairScorer"]
 
@@ -25,7 +26,8 @@ __all__ = ["LearnedScorer", "Llama2PairScorer"]
 class LearnedScorer:
     """A ScalarModel checkpoint; reward = r(prompt + response) at the last token."""
 
-    def __init__(self, path: str, batch_size: int = 32, device: str | None = None, autocast_bf16: bool = False) -> None:
+    def __init__(self, path: str, batch_size: int = 32, device: str | None = None,
+                 autocast_bf16: bool | str = False) -> None:
         if not path:
             raise ScorerError("LearnedScorer: empty checkpoint path (set reward.scorer.path)")
         if batch_size < 1:
@@ -40,7 +42,7 @@ class LearnedScorer:
         self.max_len = model.args.max_seq_len
         self.vocab_size = model.args.vocab_size
         self.batch_size = batch_size
-        self.autocast_bf16 = autocast_bf16
+        self.autocast_bf16 = resolve_autocast_bf16(autocast_bf16, self.device, f"LearnedScorer({path}) autocast_bf16")
 
     @torch.inference_mode()
     def raw(self, requests: Sequence[ScoreRequest]) -> np.ndarray:
@@ -84,7 +86,7 @@ class Llama2PairScorer:
     """Helpfulness + safety RMs with the paper's piecewise rule (section 3.2.3, eq. for Rc)."""
 
     def __init__(self, helpfulness_path: str, safety_path: str, threshold: float = 0.15, batch_size: int = 32,
-                 autocast_bf16: bool = False) -> None:
+                 autocast_bf16: bool | str = False) -> None:
         if not 0.0 <= threshold <= 1.0:
             raise ScorerError(f"Llama2PairScorer: threshold must be in [0, 1], got {threshold}")
         self.helpfulness = LearnedScorer(helpfulness_path, batch_size, autocast_bf16=autocast_bf16)

@@ -36,6 +36,7 @@ from actors.objectives import (
 )
 from actors.schedule import build_optimizer, load_train_state, lr_factor, save_train_state
 from model import ScalarModel, Tokenizer, Transformer, hf_state_dict, load_pretrained, save_pretrained
+from model.precision import resolve_autocast_bf16
 
 __all__ = ["Learner", "load_model", "torch_dtype", "TRAIN_STATE_DIR"]
 
@@ -110,6 +111,7 @@ class Learner:
         self.module = load_model(cfg.init_path, cfg.model_kind, torch_dtype(cfg.dtype)).to(self.device)
         self.model = _wrap_parallel(self.module, cfg.parallel, self.device)
         self.optimizer = build_optimizer(self.module, cfg.optim)
+        self.autocast_bf16 = resolve_autocast_bf16(cfg.autocast_bf16, self.device, "learner autocast_bf16")
         self.step = 0  # optimizer steps taken (drives the LR schedule)
         self.version = 0  # weight version: +1 per optimizer step, reported by generators after a sync
         self.total_steps: int | None = None
@@ -217,7 +219,7 @@ class Learner:
         return {"lr": lr, "grad_norm": float(norm), "step": float(self.step)}
 
     def _autocast(self) -> contextlib.AbstractContextManager:
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.autocast_bf16)
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast_bf16)
 
     def _require_kind(self, kind: str, method: str) -> None:
         if self.cfg.model_kind != kind:

@@ -13,6 +13,7 @@ from actors.config import LearnerConfig
 from actors.group import RankContext, setup_rank
 from actors.learner import load_model, torch_dtype
 from actors.objectives import forward_logprobs, forward_scores, forward_values
+from model.precision import resolve_autocast_bf16
 
 __all__ = ["Reference"]
 
@@ -26,6 +27,7 @@ class Reference:
         self.device = torch.device("cuda", 0) if cfg.resources.num_gpus > 0 else torch.device("cpu")
         self.model = load_model(cfg.init_path, cfg.model_kind, torch_dtype(cfg.dtype)).to(self.device).eval()
         self.model.requires_grad_(False)
+        self.autocast_bf16 = resolve_autocast_bf16(cfg.autocast_bf16, self.device, "reference autocast_bf16")
 
     def logprobs(self, batch: TokenBatch) -> torch.Tensor:
         """log pi_0(tokens[:, t+1] | prefix) -> [B, T-1]."""
@@ -53,7 +55,7 @@ class Reference:
         return torch.cat(parts).cpu()
 
     def _autocast(self):
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.autocast_bf16)
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast_bf16)
 
     def _require_kind(self, kind: str, method: str) -> None:
         if self.cfg.model_kind != kind:

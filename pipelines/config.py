@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import typing
+from typing import Any
 from dataclasses import dataclass, field
 
 from hydra.core.config_store import ConfigStore
@@ -45,7 +46,10 @@ class ModelConfig:
     tokenizer_path: str = ""    # tokenizer.model; empty: init_path's, or the one the pretrain stage trains
     max_seq_len: int = 512      # context length used for training and generation (paper: 4096)
     dtype: str = "float32"      # float32 | bfloat16 parameters
-    autocast_bf16: bool = False
+    # bf16 autocast of every forward pass (learners, reference, reward scorers): true | false | "auto".
+    # auto: on where the actor's device has native bf16 matmuls (CUDA with bf16, CPU with AVX512-BF16 or
+    # AMX), off elsewhere: emulated bf16 on an AVX2-only CPU is ~20x slower than fp32 (model/precision.py)
+    autocast_bf16: Any = "auto"
     parallel: str = "ddp"       # learner data parallelism: ddp | fsdp (sharded; needed from 7B on)
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from actors.config import GeneratorConfig, OptimConfig, ResourceConfig, ScorerConfig
 from algorithms import KL_KINDS, MARGINS
 from pipelines.config import Config, world_bundle_config
+from model.precision import check_autocast_setting
 
 PLACEMENT_STRATEGIES = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
 DTYPES = ("float32", "bfloat16")
@@ -124,6 +125,7 @@ def _check_model(cfg: Config, run_dir: Path) -> list[str]:
     m = cfg.model
     out = _choice("model.size", m.size, tuple(SIZES)) + _choice("model.dtype", m.dtype, DTYPES)
     out += _positive("model.max_seq_len", m.max_seq_len) + _choice("model.parallel", m.parallel, PARALLEL)
+    out += check_autocast_setting("model.autocast_bf16", m.autocast_bf16)
     if m.size != "tiny" and not m.init_path:
         out.append(f"model.init_path: is required for size {m.size!r} (set model.init_path=<HF checkpoint dir>)")
     if m.init_path:
@@ -178,6 +180,7 @@ def _check_reward(cfg: Config, stages: list[str], run_dir: Path) -> list[str]:
     s = cfg.reward.scorer
     out = _choice("reward.scorer.kind", s.kind, SCORER_KINDS) + _positive("reward.scorer.batch_size", s.batch_size)
     out += _in_unit("reward.scorer.safety_threshold", s.safety_threshold)
+    out += check_autocast_setting("reward.scorer.autocast_bf16", s.autocast_bf16)
     if out or not any(st in SCORING_STAGES for st in stages):
         return out
     return _check_scorer_source(s, run_dir)

@@ -24,6 +24,7 @@ from actors.learned_scorer import LearnedScorer, Llama2PairScorer
 from actors.scorers import FunctionScorer, ScorerError, ScoreRequest, build_scorer
 from algorithms import combine_safety_helpfulness, logit
 from model import ModelArgs, ScalarModel, Transformer, save_pretrained
+from model.precision import bf16_autocast_fast
 
 ARGS = ModelArgs(dim=64, n_layers=2, n_heads=4, n_kv_heads=2, vocab_size=128, multiple_of=32, max_seq_len=64)
 RULES = "tests.actors.reward_rules"
@@ -152,6 +153,13 @@ def test_learned_scorer_in_bf16_ranks_as_fp32_does(rms, requests_):
     np.testing.assert_allclose(half, direct, atol=0.05 * np.ptp(direct))
     i, j = np.triu_indices(len(direct), k=1)
     assert (np.sign(half[i] - half[j]) == np.sign(direct[i] - direct[j])).mean() >= 0.9
+
+
+def test_learned_scorer_resolves_auto_on_its_device(rms):
+    path, _ = rms["helpfulness"]
+    assert LearnedScorer(path, autocast_bf16="auto").autocast_bf16 is bf16_autocast_fast("cpu")
+    with pytest.raises(ValueError, match=r"LearnedScorer\(.*\) autocast_bf16: expected true, false or 'auto'"):
+        LearnedScorer(path, autocast_bf16="fast")
 
 
 def test_pair_scorer_follows_the_piecewise_rule_of_algorithms(rms, requests_):

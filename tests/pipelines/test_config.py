@@ -86,8 +86,12 @@ def test_tiny_defaults_are_the_schema_defaults(tmp_path):
     assert cfg.model.size == "tiny" and cfg.reward.scorer.kind == "llama2" and cfg.data.source == "world"
     assert cfg.ppo.kl_estimator == "k1" and cfg.ppo.clip == 0.2 and cfg.ppo.whiten_scores is True
     assert cfg.logging.log_dir == f"{tmp_path}/tb"
-    # the RMs score in bf16 when the model trains in it, on both cores of the dev box
-    assert cfg.reward.scorer.autocast_bf16 is True and cfg.reward.torch_threads == 2
+    # bf16 wherever the device has native bf16 matmuls, decided by each actor; the RMs follow the
+    # model's setting, on both cores of the dev box
+    assert cfg.model.autocast_bf16 == "auto" and cfg.reward.scorer.autocast_bf16 == "auto"
+    assert cfg.reward.torch_threads == 2
+    on = compose_config([f"run_dir={tmp_path}", "pipeline=llama2", "model.autocast_bf16=true"])
+    assert on.reward.scorer.autocast_bf16 is True
     off = compose_config([f"run_dir={tmp_path}", "pipeline=llama2", "model.autocast_bf16=false"])
     assert off.reward.scorer.autocast_bf16 is False
     bundle = world_bundle_config(compose_config([f"run_dir={tmp_path}", "stage=data",
@@ -128,6 +132,8 @@ def test_unknown_keys_and_wrong_types_name_the_key(tmp_path, overrides, key):
     (["stage=ppo", "reward=function", "reward.scorer.target=pipelines.oracle_reward:nope"], "reward.scorer.target: .*has no attribute 'nope'"),
     (["stage=ppo", "reward=http", "reward.scorer.url=ftp://x"], "reward.scorer.url: expected an http"),
     (["stage=ppo", "reward.torch_threads=-2"], "reward.torch_threads: must be >= 0"),
+    (["stage=sft", "model.autocast_bf16=sometimes"], "model.autocast_bf16: expected true, false or 'auto', got 'sometimes'"),
+    (["stage=ppo", "reward.scorer.autocast_bf16=2"], "reward.scorer.autocast_bf16: expected true, false or 'auto', got 2"),
     (["stage=ppo", "reward.scorer.kind=magic"], "reward.scorer.kind: 'magic' is not one of \\['learned', 'llama2', 'function', 'http'\\]"),
     (["stage=sft", "model=llama2_7b"], "model.init_path: is required for size '7b'"),
     (["stage=sft", "model.init_path=/no/such/ckpt"], "model.init_path: path '/no/such/ckpt' does not exist"),
