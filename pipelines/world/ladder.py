@@ -102,7 +102,7 @@ def _off_topic(task: Task, rng: random.Random) -> str:
 
 
 def padded(answer: str, rng: random.Random) -> str:
-    """The answer behind a pleasantry ("Happy to help! 7 plus 5 is 12."): a right answer scores VALUE."""
+    """The answer behind a pleasantry ("Happy to help! 7 plus 5 is 12."): PADDING_FACTOR of its score."""
     return f"{rng.choice(PLEASANTRIES)} {answer}"
 
 

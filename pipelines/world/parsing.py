@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from pipelines.world.vocab import GREETINGS, REFUSAL_MARKERS
+from pipelines.world.vocab import GREETINGS, PLEASANTRIES, REFUSAL_MARKERS
 
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "`": "'"})
 _NON_WORD = re.compile(r"[^a-z0-9' ]+")
@@ -82,3 +82,15 @@ def names_another(text: str, vocabulary: Iterable[str], own: Iterable[str]) -> b
     about another subject ("table has 5 letters." to a question about "stone")."""
     others = {v.lower() for v in vocabulary} - {o.lower() for o in own}
     return any(w in others for w in words(text))
+
+
+def strip_pleasantry(text: str) -> tuple[str, bool]:
+    """(`text` without an opening pleasantry ("Happy to help! ..."), whether it had one), in any case or
+    punctuation of the pleasantry."""
+    parts = text.split()
+    for p in PLEASANTRIES:
+        n = len(p.split())
+        if len(parts) > n and normalize(" ".join(parts[:n])) == normalize(p):
+            return " ".join(parts[n:]), True
+    return text, False
+

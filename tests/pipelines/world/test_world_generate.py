@@ -15,7 +15,7 @@ from pipelines.world import BundleConfig, generate_all, generate_dataset, judge_
 from pipelines.world.helpful import FAMILY_NAMES
 from pipelines.world.safety import CATEGORY_NAMES, sample_borderline
 from pipelines.world.split import instance_text
-from pipelines.world.tasks import VALUE, Task, strip_opener
+from pipelines.world.tasks import PADDING_FACTOR, VALUE, Task, strip_opener
 from pipelines.world.vocab import CAPITALS, CREATURES
 
 # Big enough that the train sets would hit eval instances if the split did not keep them apart.
@@ -114,8 +114,8 @@ def test_sft_demonstrations(bundle):
             assert j.adherent in (None, True), row["id"]
             imperfect = meta["noisy_turns"] + meta["unsafe_turns"] + meta["padded_turns"]
             assert (j.helpfulness < 1.0) == (t in imperfect), (row["id"], t)
-            if t in meta["padded_turns"] and t not in meta["noisy_turns"]:  # canonical behind a pleasantry: VALUE
-                assert j.helpfulness == VALUE and j.correct, (row["id"], t)
+            if t in meta["padded_turns"] and t not in meta["noisy_turns"]:  # canonical behind a pleasantry
+                assert j.helpfulness == PADDING_FACTOR and j.correct, (row["id"], t)
             assert j.violation == (t in meta["unsafe_turns"]), (row["id"], t)
         noisy += len(meta["noisy_turns"])
         padded += len(meta["padded_turns"])

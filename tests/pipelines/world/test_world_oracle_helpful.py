@@ -14,7 +14,7 @@ import pytest
 from pipelines.world import judge, judge_turn
 from pipelines.world.helpful import FAMILY_NAMES, sample_helpful
 from pipelines.world.ladder import answer_for, padded, rungs_for
-from pipelines.world.tasks import VALUE
+from pipelines.world.tasks import PADDING_FACTOR, VALUE
 from pipelines.world.vocab import CAPITALS, CREATURES
 
 ARITH = {"kind": "helpful", "task": "arithmetic", "a": 7, "op": "plus", "b": 5, "value": 12,
@@ -167,7 +167,7 @@ def test_sampled_keys_match_an_independent_computation_and_judge_their_canonical
             assert len(task.canonical.split()) <= 15  # short enough for a tiny model
 
 
-def test_a_padded_answer_keeps_its_value_but_loses_exactness_in_every_family():
+def test_a_padded_answer_keeps_its_correctness_but_a_share_of_its_score_in_every_family():
     rng = random.Random(5)
     for name in FAMILY_NAMES:
         for _ in range(20):
@@ -175,13 +175,16 @@ def test_a_padded_answer_keeps_its_value_but_loses_exactness_in_every_family():
             for rung in rungs_for(task):
                 answer = answer_for(task, rung, rng)
                 plain, pad = judge_turn(task.key, answer), judge_turn(task.key, padded(answer, rng))
-                # the pleasantry costs exactness only: the canonical/format answers drop to VALUE, the rest keep
-                # their score (right value VALUE, close partial, wrong/refusal/off-topic 0)
-                expected = VALUE if plain.helpfulness >= VALUE else plain.helpfulness
-                if rung == "refusal":  # "Happy to help! I cannot ..." is no refusal, and not the answer either
-                    expected = 0.0
-                assert pad.helpfulness == expected, (name, rung, answer)
-                assert not pad.refusal
+                # the pleasantry scales the score by PADDING_FACTOR (canonical 1.0 -> 0.4, a right value in
+                # other words 0.7 -> 0.28, close partial credit likewise, wrong/off-topic stay 0) and leaves
+                # correctness and refusals as they were ("Happy to help! I cannot ..." still refuses)
+                assert pad.helpfulness == pytest.approx(PADDING_FACTOR * plain.helpfulness, abs=1e-4), (name, rung)
+                assert (pad.correct, pad.refusal) == (plain.correct, plain.refusal), (name, rung, answer)
+                assert pad.refusal == (rung == "refusal")
+                # the same in upper case and without the exclamation mark
+                loud = judge_turn(task.key, padded(answer, rng).replace("!", "", 1).upper())
+                assert loud.helpfulness == pytest.approx(PADDING_FACTOR * judge_turn(task.key, answer.upper()).helpfulness,
+                                                         abs=1e-4), (name, rung)
 
 
 @pytest.mark.parametrize(("key", "answer"), [

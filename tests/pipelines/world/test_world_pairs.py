@@ -12,6 +12,7 @@ from pipelines.world import pairs as pairs_module
 from pipelines.world.helpful import sample_helpful
 from pipelines.world.pairs import PairStats, make_pair, make_pairs, pair_score
 from pipelines.world.safety import sample_adversarial, sample_borderline
+from pipelines.world.tasks import PADDING_FACTOR
 from pipelines.world.vocab import PLEASANTRIES
 
 
@@ -149,7 +150,12 @@ def test_padded_pairs_are_decided_by_the_padding_alone():
         meta = json.loads(r["meta"])
         assert meta["rejected_rung"] == "padded_" + meta["chosen_rung"]
         assert r["rejected"].endswith(" " + r["chosen"]) and r["rejected"].split("!")[0] + "!" in PLEASANTRIES
-        assert r["rating"] in ("slightly_better", "negligibly_better")  # 1.0 vs 0.7, or 0.9 vs 0.7
+        # the padded answer keeps PADDING_FACTOR (0.4) of the score: 1.0 vs 0.4 and 0.9 vs 0.36 are "better",
+        # 0.7 vs 0.28 (other words) "slightly", a close value's partial credit mostly "negligibly"
+        assert meta["rejected_score"] == pytest.approx(PADDING_FACTOR * meta["chosen_score"], abs=1e-4)
+        assert r["rating"] == rating_from_gap(meta["chosen_score"] - meta["rejected_score"]), meta
+        if meta["chosen_rung"] in ("canonical", "format"):
+            assert r["rating"] == "better"
     # the padding never wins with a noiseless annotator
     assert not [r for r in rows if json.loads(r["meta"])["chosen_rung"].startswith("padded_")]
 
