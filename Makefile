@@ -32,6 +32,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/rollout_throughput.py
+	$(BIN)/python bench/reward_scoring.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -29,6 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from actors.learned_scorer import LearnedScorer  # noqa: E402
 from actors.scorers import ScoreRequest  # noqa: E402
 from model import ModelArgs, ScalarModel, save_pretrained  # noqa: E402
+from model.precision import bf16_autocast_fast  # noqa: E402
 
 
 @dataclass
@@ -110,7 +111,8 @@ def main() -> None:
     base = rows[0]
     print(f"LearnedScorer, tiny size ({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters), "
           f"{len(requests)} requests, batch {args.batch_size}, fastest of {args.repeats}; {cores} cores, "
-          f"torch {torch.__version__}")
+          f"torch {torch.__version__}; native bf16 matmuls here: {'yes' if bf16_autocast_fast('cpu') else 'no'} "
+          f"(model.autocast_bf16=auto would pick {'bf16' if bf16_autocast_fast('cpu') else 'fp32'})")
     print("| setting | seconds | sequences/s | vs fp32 1 thread | ranking agreement with fp32 |")
     print("|---|---|---|---|---|")
     for r in rows:

@@ -89,8 +89,14 @@ def checks(ev: dict, rms: dict, paired: dict | None = None) -> list[dict[str, An
         out.append(_check(f"{name} beats chance on held-out pairs, highest on significantly better and lowest on "
                           "negligibly better (paper Table 8)", beats and order,
                           f"accuracy {acc['accuracy']:.3f} on {acc['n']}; " +
-                          ", ".join(f"{k} {v:.3f}" for k, v in levels.items())))
+                          ", ".join(f"{k} {v:.3f} ±{_two_se(v, acc[f'rating/{k}']['n']):.3f}"
+                                    for k, v in levels.items())))
     return out
+
+
+def _two_se(p: float, n: int) -> float:
+    """Two binomial standard errors of an accuracy p measured on n pairs."""
+    return 2 * math.sqrt(max(p * (1 - p), 0.0) / max(1, n))
 
 
 def _accuracy_cells(acc: dict, with_n: bool = True, levels_only: bool = False) -> str:

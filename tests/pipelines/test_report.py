@@ -162,7 +162,8 @@ def test_rm_accuracy_ordering_holds():
     c = claim(checks({}, {"rm_helpfulness": rm_report(0.70, 400, GOOD_LEVELS)}), "rm_helpfulness")
     assert c["holds"] is True
     assert "accuracy 0.700 on 400" in c["detail"]
-    assert "significantly_better 0.850" in c["detail"]
+    # each level with two binomial standard errors: 2 * sqrt(0.85 * 0.15 / 100) = 0.071
+    assert "significantly_better 0.850 ±0.071" in c["detail"]
     assert "safe" not in c["detail"]
 
 
