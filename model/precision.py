@@ -55,6 +55,7 @@ def resolve_autocast_bf16(setting: Any, device: torch.device | str, where: str =
         raise ValueError(errors[0])
     fast = bf16_autocast_fast(device)
     if setting == AUTO:
+        log.info("%s: auto -> %s on %s", where, "bf16" if fast else "fp32 (no native bf16 matmuls)", torch.device(device))
         return fast
     if setting and not fast:
         log.warning("%s: bf16 autocast is on but %s has no native bf16 matmuls (CPU without AVX512-BF16/AMX, "
