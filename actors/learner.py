@@ -116,6 +116,11 @@ class Learner:
         self.version = 0  # weight version: +1 per optimizer step, reported by generators after a sync
         self.total_steps: int | None = None
 
+    def precision(self) -> str:
+        """What the forward passes run in on this rank ("bf16 autocast" or the parameter dtype), after
+        `autocast_bf16: auto` was resolved on this rank's device."""
+        return "bf16 autocast" if self.autocast_bf16 else str(self.cfg.dtype)
+
     # ----------------------------------------------------------------------------- training
     def set_total_steps(self, n: int) -> None:
         if n <= 0:

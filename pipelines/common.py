@@ -41,7 +41,10 @@ def learner_group(cfg: Config, name: str, init_path: Path | str, optim: OptimCon
         init_path=str(init_path), model_kind=model_kind, optim=optim, resources=resources, parallel=cfg.model.parallel,
         dtype=cfg.model.dtype, autocast_bf16=cfg.model.autocast_bf16, seed=cfg.seed,
     )
-    return ActorGroup(Learner, resources, init_kwargs={"cfg": lcfg}, name=name)
+    group = ActorGroup(Learner, resources, init_kwargs={"cfg": lcfg}, name=name)
+    log.info("group %s: %s (model.autocast_bf16=%s)", name, ", ".join(sorted(set(group.run("precision")))),
+             cfg.model.autocast_bf16)
+    return group
 
 
 def generator_pool(cfg: Config, model_path: Path | str, seed_offset: int = 0):

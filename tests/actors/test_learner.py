@@ -30,6 +30,7 @@ from algorithms import (
     value_loss,
 )
 from model import ModelArgs, Transformer, hf_state_dict, load_pretrained, save_pretrained
+from model.precision import bf16_autocast_fast
 
 ARGS = ModelArgs(dim=64, n_layers=2, n_heads=4, n_kv_heads=2, vocab_size=128, multiple_of=32, max_seq_len=128)
 OPTIM = OptimConfig(lr=1e-3, schedule="constant", weight_decay=0.1, grad_clip=1.0)
@@ -249,3 +250,13 @@ def test_lr_schedule_warmup_then_cosine_to_min_ratio():
     assert [lr_factor(s, 1000, cfg) for s in (0, 29)] == pytest.approx([1 / 30, 1.0])  # 3% of 1000 > 5
     constant = OptimConfig(schedule="constant", warmup_steps=2)
     assert [lr_factor(s, None, constant) for s in range(4)] == [0.5, 1.0, 1.0, 1.0]
+
+
+def test_autocast_auto_is_resolved_on_the_learners_device(lm_path):
+    fast = bf16_autocast_fast("cpu")
+    auto = Learner(LearnerConfig(init_path=lm_path, autocast_bf16="auto"), LOCAL)
+    assert auto.autocast_bf16 is fast and auto.precision() == ("bf16 autocast" if fast else "float32")
+    assert Learner(LearnerConfig(init_path=lm_path, autocast_bf16=True), LOCAL).precision() == "bf16 autocast"
+    assert Reference(LearnerConfig(init_path=lm_path, autocast_bf16="auto"), LOCAL).autocast_bf16 is fast
+    with pytest.raises(ValueError, match="learner autocast_bf16: expected true, false or 'auto', got 'maybe'"):
+        Learner(LearnerConfig(init_path=lm_path, autocast_bf16="maybe"), LOCAL)
