@@ -34,12 +34,15 @@ from model.precision import bf16_autocast_fast  # noqa: E402
 
 @dataclass
 class Row:
-    setting: str
     threads: int
     bf16: bool
     seconds: float
     n: int
     agreement: float | None  # pairwise ranking agreement with the fp32 scores, None for fp32 rows
+
+    @property
+    def setting(self) -> str:
+        return f"{'bf16' if self.bf16 else 'fp32'}, {self.threads} thread{'s' if self.threads > 1 else ''}"
 
     @property
     def per_s(self) -> float:
@@ -106,13 +109,12 @@ def main() -> None:
                 if not bf16 and threads == 1:
                     base_scores = scores
                 agree = None if not bf16 else pairwise_agreement(base_scores, scores)
-                rows.append(Row(f"{'bf16' if bf16 else 'fp32'}, {threads} thread{'s' if threads > 1 else ''}",
-                                threads, bf16, seconds, len(requests), agree))
-    base = rows[0]
+                rows.append(Row(threads, bf16, seconds, len(requests), agree))
+    base, native = rows[0], bf16_autocast_fast("cpu")
     print(f"LearnedScorer, tiny size ({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters), "
           f"{len(requests)} requests, batch {args.batch_size}, fastest of {args.repeats}; {cores} cores, "
-          f"torch {torch.__version__}; native bf16 matmuls here: {'yes' if bf16_autocast_fast('cpu') else 'no'} "
-          f"(model.autocast_bf16=auto would pick {'bf16' if bf16_autocast_fast('cpu') else 'fp32'})")
+          f"torch {torch.__version__}; native bf16 matmuls here: {'yes' if native else 'no'} "
+          f"(model.autocast_bf16=auto would pick {'bf16' if native else 'fp32'})")
     print("| setting | seconds | sequences/s | vs fp32 1 thread | ranking agreement with fp32 |")
     print("|---|---|---|---|---|")
     for r in rows:

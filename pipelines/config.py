@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from typing import Any
 from dataclasses import dataclass, field
 
 from hydra.core.config_store import ConfigStore
@@ -49,7 +48,7 @@ class ModelConfig:
     # bf16 autocast of every forward pass (learners, reference, reward scorers): true | false | "auto".
     # auto: on where the actor's device has native bf16 matmuls (CUDA with bf16, CPU with AVX512-BF16 or
     # AMX), off elsewhere: emulated bf16 on an AVX2-only CPU is ~20x slower than fp32 (model/precision.py)
-    autocast_bf16: Any = "auto"
+    autocast_bf16: typing.Any = "auto"
     parallel: str = "ddp"       # learner data parallelism: ddp | fsdp (sharded; needed from 7B on)
 
 

@@ -82,7 +82,7 @@ def checks(ev: dict, rms: dict, paired: dict | None = None) -> list[dict[str, An
         levels = {k.split("/", 1)[1]: v["accuracy"] for k, v in acc.items() if k.startswith("rating/")}
         if not levels:
             continue
-        beats = acc["accuracy"] > 0.5 + 2 * math.sqrt(0.25 / max(1, acc["n"]))
+        beats = acc["accuracy"] > 0.5 + _two_se(0.5, acc["n"])
         order = ("significantly_better" in levels and "negligibly_better" in levels
                  and levels["significantly_better"] == max(levels.values())
                  and levels["negligibly_better"] == min(levels.values()))

@@ -62,9 +62,10 @@ class BundleConfig:
     # adversarial SFT turns answered with compliance: demonstration data that is not fully safe, as
     # helpfulness-focused annotation tends to be, so the SFT model violates and RLHF has safety work
     sft_unsafe_fraction: float = 0.5
-    # helpful SFT answers opened with a pleasantry ("Happy to help! ...", 0.4 of EXACT: tasks.PADDING_FACTOR): the
-    # demonstrators pad, the preference annotators prefer the plain answer. RLHF can learn this from
-    # the reward models, which is what the paper found (annotators judge better than they write).
+    # helpful SFT answers opened with a pleasantry ("Happy to help! ...", 0.4 of their score:
+    # tasks.PADDING_FACTOR): the demonstrators pad, the preference annotators prefer the plain answer.
+    # RLHF can learn this from the reward models, which is what the paper found (annotators judge
+    # better than they write).
     sft_padded_fraction: float = 0.5
     # preference pairs
     annotator_noise: float = 0.1  # flip probability scale (pairs.FLIP_WEIGHT per rating level)

@@ -84,13 +84,14 @@ def names_another(text: str, vocabulary: Iterable[str], own: Iterable[str]) -> b
     return any(w in others for w in words(text))
 
 
+_PLEASANTRY_WORDS = [(len(p.split()), normalize(p)) for p in PLEASANTRIES]
+
+
 def strip_pleasantry(text: str) -> tuple[str, bool]:
     """(`text` without an opening pleasantry ("Happy to help! ..."), whether it had one), in any case or
     punctuation of the pleasantry."""
     parts = text.split()
-    for p in PLEASANTRIES:
-        n = len(p.split())
-        if len(parts) > n and normalize(" ".join(parts[:n])) == normalize(p):
+    for n, norm in _PLEASANTRY_WORDS:
+        if len(parts) > n and normalize(" ".join(parts[:n])) == norm:
             return " ".join(parts[n:]), True
     return text, False
-
