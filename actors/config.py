@@ -63,6 +63,10 @@ class GeneratorConfig:
     num_engines: int = 1
     num_cpus: float = 0.5
     num_gpus: float = 0.0
+    # intra-op threads of each engine; 0 follows its CPU share (floor(num_cpus), at least 1). The stages
+    # generate while learners wait, so on the 2-core box an engine may use both cores: 1030 greedy eval
+    # prompts took 8.2 s with 1 thread, 6.1 s with 2 (docs/benchmarks.md)
+    torch_threads: int = 0
     max_model_len: int = 512
     gpu_memory_utilization: float = 0.05  # GPU: fraction of device memory; unused when kv_cache_bytes > 0
     # KV-cache size in bytes (vLLM `kv_cache_memory_bytes`). On CPU vLLM subtracts the process's RSS

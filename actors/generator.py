@@ -157,8 +157,11 @@ class GeneratorPool:
                  ready_timeout_s: float = 180.0) -> None:
         if cfg.num_engines < 1:
             raise ValueError(f"GeneratorConfig.num_engines must be >= 1, got {cfg.num_engines}")
+        if cfg.torch_threads < 0:
+            raise ValueError(f"GeneratorConfig.torch_threads must be >= 0 (0 follows num_cpus), got {cfg.torch_threads}")
+        threads = cfg.torch_threads or max(1, int(cfg.num_cpus))
         resources = ResourceConfig(num_workers=cfg.num_engines, num_cpus=cfg.num_cpus, num_gpus=cfg.num_gpus,
-                                   strategy="PACK", torch_threads=max(1, int(cfg.num_cpus)))
+                                   strategy="PACK", torch_threads=threads)
         self.group = ActorGroup(Generator, resources, init_args=(model_path, cfg), name=name,
                                 backend=None, ready_timeout_s=ready_timeout_s)
 

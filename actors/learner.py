@@ -144,7 +144,7 @@ class Learner:
     def train_ranking(self, batch: PairBatch, aux_weight: float = 0.0) -> dict[str, float]:
         """One step of the margin ranking loss (+ safety auxiliary loss), section 6."""
         self._require_kind("scalar", "train_ranking")
-        return self._train_step(batch, lambda m, mb: ranking_objective(m, mb, aux_weight))
+        return self._train_step(batch.by_length(), lambda m, mb: ranking_objective(m, mb, aux_weight))
 
     def _train_step(self, batch: Any, objective: Callable[[nn.Module, Any], MicroResult]) -> dict[str, float]:
         t0 = time.perf_counter()

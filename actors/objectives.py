@@ -109,9 +109,11 @@ def _pad_right(x: torch.Tensor, width: int) -> torch.Tensor:
 def ranking_objective(model: nn.Module, mb: PairBatch, aux_weight: float) -> MicroResult:
     """Margin ranking loss (section 6, paper eq. 2) + aux_weight * safety BCE; one forward for both sides."""
     n = len(mb)
-    width = max(mb.chosen.shape[1], mb.rejected.shape[1])
-    tokens = torch.cat([_pad_right(mb.chosen, width), _pad_right(mb.rejected, width)])  # [2n, T]
     last = torch.cat([mb.chosen_last, mb.rejected_last]).long()  # [2n]
+    # Only this micro-batch's longest answer sets the width: with causal attention the scores read at
+    # `last` do not depend on the right padding cut here.
+    width = int(last.max()) + 1 if n else 1
+    tokens = torch.cat([_pad_right(mb.chosen[:, :width], width), _pad_right(mb.rejected[:, :width], width)])  # [2n, T]
     scores = model(tokens)  # [2n, T]
     r = scores[torch.arange(2 * n), last]  # [2n]
     r_chosen, r_rejected = r[:n], r[n:]  # [n], [n]

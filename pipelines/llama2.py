@@ -15,6 +15,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from pipelines.common import shared_generators
 from pipelines.config import PIPELINES, STAGE_ORDER, Config
 from pipelines.rundir import RunDir, config_hash
 from pipelines.stages import stage_module
@@ -84,6 +85,7 @@ def run_pipeline(cfg: Config, name: str) -> dict[str, Any]:
     if name not in PIPELINES:
         raise ValueError(f"unknown pipeline {name!r}; expected one of {list(PIPELINES)}")
     run = RunDir.create(cfg.run_dir)
-    for stage in PIPELINES[name]:
-        run_stage(cfg, run, stage, skip_done=True)
+    with shared_generators():  # one vLLM pool for every stage that samples (pipelines.common)
+        for stage in PIPELINES[name]:
+            run_stage(cfg, run, stage, skip_done=True)
     return write_report(run)

@@ -90,7 +90,7 @@ def _check_resource(key: str, r: ResourceConfig) -> list[str]:
 
 def _check_generator(key: str, g: GeneratorConfig, max_seq_len: int) -> list[str]:
     out = _all_positive(key, g, ("num_engines", "max_model_len"))
-    out += _all_positive(key, g, ("num_cpus", "num_gpus"), allow_zero=True)
+    out += _all_positive(key, g, ("num_cpus", "num_gpus", "torch_threads"), allow_zero=True)
     out += _in_unit(f"{key}.gpu_memory_utilization", g.gpu_memory_utilization, open_low=True)
     out += _choice(f"{key}.dtype", g.dtype, DTYPES)
     if g.max_model_len > max_seq_len:

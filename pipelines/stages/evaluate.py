@@ -21,8 +21,7 @@ from typing import Any, Sequence
 
 import ray
 
-from model import hf_state_dict, load_pretrained
-from pipelines.common import complete, generator_pool, load_tokenizer, metrics_logger, prompt_fits, reward_actor, score_requests, selection_scores
+from pipelines.common import complete, generator_pool, load_into_pool, load_tokenizer, metrics_logger, prompt_fits, reward_actor, score_requests, selection_scores
 from pipelines.config import Config
 from pipelines.data import read_table, write_table
 from pipelines.rundir import RunDir
@@ -154,7 +153,9 @@ def comparisons(names: Sequence[str], base: str) -> list[tuple[str, str]]:
 
 
 def rm_scores(rm, rows, comps):
-    """The reward role's selection score of each answer (one per row)."""
+    """The reward role's selection score of each answer (one per row). Called after all generation: scoring
+    while the generators answer for the next checkpoint made the evaluate stage slower on 2 cores (both
+    use two threads; 182 s against 168 s in session 7's run 24)."""
     return selection_scores(ray.get(rm.score.remote(score_requests(rows, comps))))
 
 
@@ -164,11 +165,6 @@ def win_rate(sa, sb) -> dict[str, float]:
     p = win / (win + loss) if win + loss else float("nan")
     se = math.sqrt(p * (1 - p) / (win + loss)) if win + loss else float("nan")
     return {"mean": round(p, 4), "se": round(se, 4), "n": win + loss, "ties": len(sa) - win - loss}
-
-
-def load_into_pool(pool, path: Path, version: int) -> None:
-    model = load_pretrained(path)
-    pool.sync_weights(hf_state_dict(model), version)
 
 
 def run(cfg: Config, run: RunDir) -> dict[str, Any]:
@@ -191,6 +187,7 @@ def run(cfg: Config, run: RunDir) -> dict[str, Any]:
     pool = generator_pool(cfg, paths[names[0]])
     rm = reward_actor(cfg, run) if ec.rm_win_rate else None
     report: dict[str, Any] = {}
+    base = ec.rm_win_rate_against
     comps_by_name: dict[str, list] = {}
     values: dict[str, dict[str, dict[tuple, float]]] = {}
     try:
@@ -204,8 +201,8 @@ def run(cfg: Config, run: RunDir) -> dict[str, Any]:
             dialog_answers = multi_turn(pool, tok, dialogs, ec, cfg.seed)
             log.info("eval %s: %d prompts %.1fs, %d dialogues %.1fs", name, len(rows), t1 - t0, len(dialogs),
                      time.perf_counter() - t1)
-            m, results = oracle_metrics(rows, answers, dialogs, dialog_answers, set(ec.turns))
             comps_by_name[name] = comps
+            m, results = oracle_metrics(rows, answers, dialogs, dialog_answers, set(ec.turns))
             values[name] = per_prompt(results, set(ec.turns))
             for r in results:
                 r.update({"checkpoint": str(paths[name]), "stage": name})
@@ -213,7 +210,6 @@ def run(cfg: Config, run: RunDir) -> dict[str, Any]:
             report[name] = m
             metrics.scalars(f"evaluate/{Path(name).name}", {k: s["mean"] for k, s in m.items()}, 0)
             log.info("eval %s: %s", name, {k: s["mean"] for k, s in m.items() if "/" not in k})
-        base = ec.rm_win_rate_against
         if rm is not None and base in comps_by_name:
             t0 = time.perf_counter()
             base_scores = rm_scores(rm, rows, comps_by_name[base])  # scored once for every comparison

@@ -5,6 +5,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from model import ModelArgs, Transformer, param_count, save_pretrained
 from model.chat import format_dialog_text
 from model.tokenizer import Tokenizer, train_tokenizer
@@ -59,7 +61,10 @@ def run(cfg: Config, run: RunDir) -> dict[str, Any]:
     log.info("pretrain corpus: %d documents, %d tokens, %d rows of %d", len(texts), len(stream), len(rows), pc.seq_len)
     # 4. a randomly initialised Llama 2 of the configured size, saved so the learner loads it like any checkpoint
     args = ModelArgs.from_size(cfg.model.size, vocab_size=tok.vocab_size, max_seq_len=cfg.model.max_seq_len)
-    init_dir = save_pretrained(Transformer(args), run.checkpoint("init"), tokenizer=tok)
+    with torch.random.fork_rng():  # the initial weights follow `seed` (before: a new draw in every run)
+        torch.manual_seed(cfg.seed)
+        model = Transformer(args)
+    init_dir = save_pretrained(model, run.checkpoint("init"), tokenizer=tok)
     # 5. train on the learner group
     metrics = metrics_logger(cfg, run)
     group = learner_group(cfg, "pretrain", init_dir, pc.optim, cfg.resources.policy)

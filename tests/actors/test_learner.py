@@ -146,6 +146,34 @@ def _pair_batch() -> PairBatch:
     )
 
 
+def test_pairs_by_length_and_ranking_width_cut_leave_the_loss_unchanged():
+    from actors.objectives import ranking_objective
+    from model import ScalarModel
+
+    torch.manual_seed(3)
+    model = ScalarModel(ARGS)
+    torch.nn.init.normal_(model.score.weight, std=0.5)  # a non-zero head: the scores differ per pair
+    pairs = _pair_batch()
+    ordered = pairs.by_length()
+    longer = torch.maximum(ordered.chosen_last, ordered.rejected_last)
+    assert longer.tolist() == sorted(longer.tolist())
+    # each pair keeps its own rows and labels: find every original pair in the reordered batch
+    key = lambda b, i: (b.chosen[i].tolist(), int(b.chosen_last[i]), b.rejected[i].tolist(), float(b.margin[i]),
+                        int(b.rating[i]), bool(b.chosen_safe[i]))
+    assert sorted(key(pairs, i) for i in range(B)) == sorted(key(ordered, i) for i in range(B))
+    # a batch padded far wider than its answers: the cut width gives the full-width scores
+    wide = PairBatch(torch.nn.functional.pad(pairs.chosen, (0, 30), value=7), pairs.chosen_last,
+                     torch.nn.functional.pad(pairs.rejected, (0, 36), value=7), pairs.rejected_last, pairs.margin,
+                     pairs.rating, pairs.chosen_safe, pairs.rejected_safe)
+    with torch.no_grad():
+        r_c = model(wide.chosen)[torch.arange(B), pairs.chosen_last]
+        r_r = model(wide.rejected)[torch.arange(B), pairs.rejected_last]
+        expected = ranking_loss(r_c, r_r, pairs.margin)
+        for batch in (wide, ordered, pairs):
+            got = ranking_objective(model, batch, aux_weight=0.0)
+            assert float(got.loss) == pytest.approx(float(expected), rel=1e-5)
+
+
 def test_reward_and_value_steps_two_ranks_equal_one_process(ray_cluster, lm_path):
     critic = _group(lm_path, "scalar", "critic")
     try:

@@ -139,6 +139,23 @@ def test_packed_row_equals_each_example_alone(cls: type) -> None:
     assert not torch.allclose(unpacked[:, 7:], alone_b, atol=1e-3)
 
 
+def test_grouped_kv_heads_equal_the_same_heads_repeated() -> None:
+    """GQA (2 kv heads for 4 query heads) is the model whose kv projections repeat each kv head twice."""
+    gqa = randomized(Transformer(ARGS), seed=2)
+    full = Transformer(ModelArgs(**{**ARGS.to_dict(), "n_kv_heads": ARGS.n_heads}))
+    state = gqa.state_dict()
+    hd, rep = ARGS.head_dim, ARGS.n_heads // ARGS.n_kv_heads
+    for name, w in list(state.items()):
+        if name.endswith(("attention.wk.weight", "attention.wv.weight")):  # [n_kv*hd, dim] -> [n_heads*hd, dim]
+            state[name] = w.view(ARGS.n_kv_heads, hd, -1).repeat_interleave(rep, dim=0).reshape(-1, w.shape[1])
+    full.load_state_dict(state)
+    tokens = torch.randint(0, 128, (2, 12))
+    seg = torch.tensor([[0] * 5 + [1] * 7, [0] * 12])
+    with torch.no_grad():
+        torch.testing.assert_close(gqa(tokens), full(tokens), atol=1e-5, rtol=0)  # causal path
+        torch.testing.assert_close(gqa(tokens, segment_ids=seg), full(tokens, segment_ids=seg), atol=1e-5, rtol=0)
+
+
 def test_forward_hidden_is_the_shared_trunk() -> None:
     lm = randomized(Transformer(ARGS), seed=2)
     rm = ScalarModel(ARGS).eval()
