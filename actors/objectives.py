@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from actors.batch import PairBatch, PPOBatch, TokenBatch
+from actors.batch import PairBatch, PPOBatch, TokenBatch, shared_prefix_rows
 from algorithms import (
     RATINGS,
     entropy_from_logits,
@@ -109,14 +109,21 @@ def _pad_right(x: torch.Tensor, width: int) -> torch.Tensor:
 def ranking_objective(model: nn.Module, mb: PairBatch, aux_weight: float) -> MicroResult:
     """Margin ranking loss (section 6, paper eq. 2) + aux_weight * safety BCE; one forward for both sides."""
     n = len(mb)
-    last = torch.cat([mb.chosen_last, mb.rejected_last]).long()  # [2n]
-    # Only this micro-batch's longest answer sets the width: with causal attention the scores read at
-    # `last` do not depend on the right padding cut here.
-    width = int(last.max()) + 1 if n else 1
-    tokens = torch.cat([_pad_right(mb.chosen[:, :width], width), _pad_right(mb.rejected[:, :width], width)])  # [2n, T]
-    scores = model(tokens)  # [2n, T]
-    r = scores[torch.arange(2 * n), last]  # [2n]
-    r_chosen, r_rejected = r[:n], r[n:]  # [n], [n]
+    if mb.prefix_len is not None:  # one row per pair, the shared prompt computed once
+        tokens, positions, mask, last_c, last_r = shared_prefix_rows(mb)  # [n, L] ... [n]
+        scores = model(tokens, positions=positions, attn_mask=mask)  # [n, L]
+        rows = torch.arange(n, device=scores.device)
+        r_chosen, r_rejected = scores[rows, last_c], scores[rows, last_r]  # [n], [n]
+        r = torch.cat([r_chosen, r_rejected])  # [2n]
+    else:
+        last = torch.cat([mb.chosen_last, mb.rejected_last]).long()  # [2n]
+        # Only this micro-batch's longest answer sets the width: with causal attention the scores read at
+        # `last` do not depend on the right padding cut here.
+        width = int(last.max()) + 1 if n else 1
+        tokens = torch.cat([_pad_right(mb.chosen[:, :width], width), _pad_right(mb.rejected[:, :width], width)])  # [2n, T]
+        scores = model(tokens)  # [2n, T]
+        r = scores[torch.arange(2 * n), last]  # [2n]
+        r_chosen, r_rejected = r[:n], r[n:]  # [n], [n]
     loss = ranking_loss(r_chosen, r_rejected, mb.margin.to(r.dtype))
     sums = {"ranking_loss": _f(loss) * n}
     if aux_weight > 0:

@@ -127,7 +127,9 @@ class Trunk(Protocol):
 def build_trunk(module: nn.Module, args: ModelArgs) -> None:
     """Give `module` the shared trunk under Meta's names (tok_embeddings, layers, norm)."""
     module.args = args
-    module.tok_embeddings = nn.Embedding(args.vocab_size, args.dim)
+    # An explicit empty weight skips nn.Embedding's own N(0, 1) draw: `init_weights` draws it (or a
+    # checkpoint fills it), and on the meta device that draw imported torch._dynamo (~2 s per actor start).
+    module.tok_embeddings = nn.Embedding(args.vocab_size, args.dim, _weight=torch.empty(args.vocab_size, args.dim))
     module.layers = nn.ModuleList(TransformerBlock(args) for _ in range(args.n_layers))
     module.norm = RMSNorm(args.dim, args.norm_eps)
 
@@ -150,13 +152,21 @@ def segment_positions_and_mask(segment_ids: torch.Tensor) -> tuple[torch.Tensor,
 
 
 def _check_inputs(
-    tokens: torch.Tensor, positions: torch.Tensor | None, segment_ids: torch.Tensor | None
+    tokens: torch.Tensor, positions: torch.Tensor | None, segment_ids: torch.Tensor | None,
+    attn_mask: torch.Tensor | None = None,
 ) -> None:
     if tokens.dim() != 2 or tokens.dtype not in (torch.int64, torch.int32):
         raise ValueError(f"tokens must be an integer tensor [B, T], got {tuple(tokens.shape)} {tokens.dtype}")
     for name, t in (("positions", positions), ("segment_ids", segment_ids)):
         if t is not None and t.shape != tokens.shape:
             raise ValueError(f"{name} must have the shape of tokens {tuple(tokens.shape)}, got {tuple(t.shape)}")
+    if attn_mask is not None:
+        B, T = tokens.shape
+        if attn_mask.shape != (B, 1, T, T) or attn_mask.dtype != torch.bool:
+            raise ValueError(f"attn_mask must be a bool tensor [B, 1, T, T] = {(B, 1, T, T)}, "
+                             f"got {tuple(attn_mask.shape)} {attn_mask.dtype}")
+        if segment_ids is not None or positions is None:
+            raise ValueError("attn_mask replaces segment_ids and needs explicit positions")
 
 
 def trunk_forward(
@@ -164,11 +174,16 @@ def trunk_forward(
     tokens: torch.Tensor,
     positions: torch.Tensor | None = None,
     segment_ids: torch.Tensor | None = None,
+    attn_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Run embeddings, blocks and final norm: tokens [B, T] -> hidden [B, T, dim]."""
-    _check_inputs(tokens, positions, segment_ids)
+    """Run embeddings, blocks and final norm: tokens [B, T] -> hidden [B, T, dim].
+
+    The attention is causal, or within segments (`segment_ids`), or exactly `attn_mask` ([B, 1, T, T],
+    True = attend; with explicit `positions`), e.g. two answers that share their prompt in one row.
+    """
+    _check_inputs(tokens, positions, segment_ids, attn_mask)
     B, T = tokens.shape
-    mask = None
+    mask = attn_mask
     if segment_ids is not None:
         segment_pos, mask = segment_positions_and_mask(segment_ids)
         positions = segment_pos if positions is None else positions
@@ -184,6 +199,8 @@ def trunk_forward(
 def init_weights(model: nn.Module, n_layers: int) -> None:
     """Normal(0, 0.02) for embeddings and linears; residual-stream outputs (wo, w2) scaled by
     1/sqrt(2 * n_layers) so the residual variance does not grow with depth (GPT-2 section 2.3)."""
+    if any(p.is_meta for p in model.parameters()):
+        return  # built on the meta device to be loaded from a checkpoint: nothing to draw
     residual_std = INIT_STD / math.sqrt(2 * n_layers)
     for name, module in model.named_modules():
         if isinstance(module, (nn.Linear, nn.Embedding)):
@@ -207,18 +224,20 @@ class Transformer(nn.Module):
         tokens: torch.Tensor,
         positions: torch.Tensor | None = None,
         segment_ids: torch.Tensor | None = None,
+        attn_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Final-normed hidden states [B, T, dim]."""
-        return trunk_forward(self, tokens, positions, segment_ids)
+        return trunk_forward(self, tokens, positions, segment_ids, attn_mask)
 
     def forward(
         self,
         tokens: torch.Tensor,
         positions: torch.Tensor | None = None,
         segment_ids: torch.Tensor | None = None,
+        attn_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Logits [B, T, vocab_size]."""
-        return self.output(self.forward_hidden(tokens, positions, segment_ids))
+        return self.output(self.forward_hidden(tokens, positions, segment_ids, attn_mask))
 
 
 class ScalarModel(nn.Module):
@@ -237,18 +256,20 @@ class ScalarModel(nn.Module):
         tokens: torch.Tensor,
         positions: torch.Tensor | None = None,
         segment_ids: torch.Tensor | None = None,
+        attn_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Final-normed hidden states [B, T, dim]."""
-        return trunk_forward(self, tokens, positions, segment_ids)
+        return trunk_forward(self, tokens, positions, segment_ids, attn_mask)
 
     def forward(
         self,
         tokens: torch.Tensor,
         positions: torch.Tensor | None = None,
         segment_ids: torch.Tensor | None = None,
+        attn_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """One scalar per position [B, T]; reward models read the last answer token."""
-        return self.score(self.forward_hidden(tokens, positions, segment_ids)).squeeze(-1)  # [B, T]
+        return self.score(self.forward_hidden(tokens, positions, segment_ids, attn_mask)).squeeze(-1)  # [B, T]
 
 
 def param_count(args: ModelArgs, scalar: bool = False) -> int:

@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import ray
 import torch
 
-from actors.batch import PairBatch, pad_sequences
+from actors.batch import PairBatch, common_prefix_len, pad_sequences
 from algorithms import RATINGS, margin_for
 from model.chat import encode_dialog
 from model.tokenizer import Tokenizer
@@ -45,7 +45,10 @@ def answer_tokens(tok: Tokenizer, prompt: list[dict], answer: str) -> list[int]:
     return encode_dialog(tok, [*prompt, {"role": "assistant", "content": answer}], train_on="none").tokens
 
 
-def pair_batch(tok: Tokenizer, pairs: Sequence[dict], margin_table: str, with_safety: bool) -> PairBatch:
+def pair_batch(tok: Tokenizer, pairs: Sequence[dict], margin_table: str, with_safety: bool,
+               shared_prefix: bool = False) -> PairBatch:
+    """Tokenised pairs; `shared_prefix` marks the tokens both answers start with (their prompt at least)
+    so that training runs each pair as one row (`actors.batch.shared_prefix_rows`)."""
     chosen = [answer_tokens(tok, p["prompt"], p["chosen"]) for p in pairs]
     rejected = [answer_tokens(tok, p["prompt"], p["rejected"]) for p in pairs]
     rating = torch.tensor([RATINGS.index(p["rating"]) for p in pairs], dtype=torch.long)  # [N]
@@ -56,6 +59,7 @@ def pair_batch(tok: Tokenizer, pairs: Sequence[dict], margin_table: str, with_sa
         margin=margin_for(rating, margin_table), rating=rating,
         chosen_safe=torch.tensor([s[0] for s in safe]) if with_safety else None,
         rejected_safe=torch.tensor([s[1] for s in safe]) if with_safety else None,
+        prefix_len=torch.tensor([common_prefix_len(c, r) for c, r in zip(chosen, rejected)]) if shared_prefix else None,
     )
 
 
@@ -127,7 +131,7 @@ def train_one(cfg: Config, run: RunDir, tok: Tokenizer, name: str, train: list[d
             if step and step % per_epoch == 0:
                 rng.shuffle(order)  # a new order for each further epoch (the paper trains one)
             i = (step % per_epoch) * rc_cfg.batch_size
-            batch = pair_batch(tok, order[i:i + rc_cfg.batch_size], rc_cfg.margin, with_safety)
+            batch = pair_batch(tok, order[i:i + rc_cfg.batch_size], rc_cfg.margin, with_safety, rc_cfg.shared_prefix)
             stats = group.run_sharded("train_ranking", batch, rc_cfg.aux_weight if with_safety else 0.0)[0]
             metrics.scalars(f"reward_models/{name}", stats, step)
         rc, rr = score_pairs(group, tok, held_out)

@@ -13,7 +13,7 @@ import pytest
 import ray
 import torch
 
-from actors.batch import PairBatch, PPOBatch, TokenBatch
+from actors.batch import PairBatch, PPOBatch, TokenBatch, common_prefix_len, pad_sequences, shared_prefix_rows
 from actors.config import LearnerConfig, OptimConfig, ResourceConfig
 from actors.group import ActorGroup, RankContext
 from actors.learner import Learner, load_model
@@ -172,6 +172,64 @@ def test_pairs_by_length_and_ranking_width_cut_leave_the_loss_unchanged():
         for batch in (wide, ordered, pairs):
             got = ranking_objective(model, batch, aux_weight=0.0)
             assert float(got.loss) == pytest.approx(float(expected), rel=1e-5)
+
+
+def _prefix_pairs() -> PairBatch:
+    """Pairs whose answers share a prompt of 3-9 tokens (rows padded to different widths)."""
+    g = torch.Generator().manual_seed(9)
+    chosen, rejected, prefix = [], [], []
+    for i in range(B):
+        p = torch.randint(3, ARGS.vocab_size, (3 + i % 7,), generator=g).tolist()
+        c = p + torch.randint(3, ARGS.vocab_size, (1 + (5 * i) % 9,), generator=g).tolist()
+        r = p + torch.randint(3, ARGS.vocab_size, (1 + (3 * i) % 11,), generator=g).tolist()
+        chosen.append(c), rejected.append(r), prefix.append(common_prefix_len(c, r))
+    return PairBatch(
+        chosen=pad_sequences(chosen, 0), chosen_last=torch.tensor([len(c) - 1 for c in chosen]),
+        rejected=pad_sequences(rejected, 0), rejected_last=torch.tensor([len(r) - 1 for r in rejected]),
+        margin=torch.tensor([1.0, 2 / 3, 1 / 3, 0.0] * 2), rating=torch.arange(B) % 4,
+        chosen_safe=torch.tensor([True] * 6 + [False] * 2), rejected_safe=torch.tensor([False, True] * 4),
+        prefix_len=torch.tensor(prefix),
+    )
+
+
+def test_shared_prefix_rows_give_each_answers_own_scores_and_gradients():
+    from actors.objectives import ranking_objective
+    from model import ScalarModel
+
+    pairs = _prefix_pairs()
+    assert all(int(p) >= 3 for p in pairs.prefix_len)  # the prompt at least (longer where answers start alike)
+    separate = PairBatch(**{**{f: getattr(pairs, f) for f in ("chosen", "chosen_last", "rejected", "rejected_last",
+                                                               "margin", "rating", "chosen_safe", "rejected_safe")}})
+    grads = []
+    for batch in (separate, pairs, pairs.by_length()):
+        torch.manual_seed(3)
+        model = ScalarModel(ARGS)
+        torch.nn.init.normal_(model.score.weight, std=0.5)
+        out = ranking_objective(model, batch, aux_weight=0.5)
+        out.loss.backward()
+        grads.append((float(out.loss.detach()), torch.cat([p.grad.flatten() for p in model.parameters()])))
+    for loss, grad in grads[1:]:
+        assert loss == pytest.approx(grads[0][0], rel=1e-5)
+        torch.testing.assert_close(grad, grads[0][1], atol=1e-6, rtol=1e-4)
+    tokens, positions, mask, last_c, last_r = shared_prefix_rows(pairs)
+    i = 1
+    c_len, p_len = int(pairs.chosen_last[i]) + 1, int(pairs.prefix_len[i])
+    assert tokens[i, last_r[i]] == pairs.rejected[i, pairs.rejected_last[i]]
+    assert positions[i, c_len] == p_len  # the rejected answer continues right after the prompt
+    assert not mask[i, 0, c_len, p_len:c_len].any() and mask[i, 0, c_len, :p_len].all()
+
+
+def test_pair_batch_rejects_a_prefix_the_rows_do_not_share():
+    pairs = _prefix_pairs()
+    fields = {f: getattr(pairs, f) for f in ("chosen", "chosen_last", "rejected", "rejected_last", "margin")}
+    wrong = pairs.prefix_len.clone()
+    wrong[2] += 1  # one token into the answers, which differ there
+    if pairs.chosen[2, int(wrong[2]) - 1] == pairs.rejected[2, int(wrong[2]) - 1]:
+        pytest.skip("the answers happen to start alike")
+    with pytest.raises(ValueError, match=r"rows \[2\] say their chosen and rejected tokens share a prefix"):
+        PairBatch(**fields, prefix_len=wrong)
+    with pytest.raises(ValueError, match=r"prefix_len: rows \[0\] are outside"):
+        PairBatch(**fields, prefix_len=torch.tensor([99] + pairs.prefix_len[1:].tolist()))
 
 
 def test_reward_and_value_steps_two_ranks_equal_one_process(ray_cluster, lm_path):
