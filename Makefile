@@ -39,6 +39,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/rollout_throughput.py
 	$(BIN)/python bench/reward_scoring.py
+	$(BIN)/python bench/reward_training.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -16,8 +16,9 @@ from pipelines.rundir import RunDir, atomic_write_text
 
 ROWS = ("sft", "rs", "ppo", "gatt", "context_distillation")
 COLUMNS = ("helpfulness", "accuracy", "violation_rate", "false_refusal_rate", "adherence/turn1",
-           "adherence/turn2", "adherence/turn4", "adherence/turn8", "rm_win_rate_vs_sft")
-CHANGE_COLUMNS = ("helpfulness", "violation_rate", "false_refusal_rate", "adherence/turn4", "adherence/turn8")
+           "adherence/turn2", "adherence/turn4", "adherence/turn8", "rm_win_rate_vs_sft", "rm_safety_adversarial")
+CHANGE_COLUMNS = ("helpfulness", "violation_rate", "false_refusal_rate", "adherence/turn4", "adherence/turn8",
+                  "rm_safety_adversarial")
 
 
 def _get(ev: dict, name: str, key: str) -> dict | None:
@@ -74,9 +75,16 @@ def checks(ev: dict, rms: dict, paired: dict | None = None) -> list[dict[str, An
     c0, c1 = _get(ev, "gatt", "violation_rate"), _get(ev, "context_distillation", "violation_rate")
     if c0 and c1:
         d = _change(ev, paired, "context_distillation", "gatt", "violation_rate")
+        floor = "; the starting model is already within 2SE of no violations" if c0["mean"] <= 2 * c0["se"] else ""
         out.append(_check("context distillation lowers the violation rate of the model it starts from (GAtt)",
                           d[0] < -2 * d[1],
-                          f"{c0['mean']:.3f} -> {c1['mean']:.3f} (2SE {2 * d[1]:.3f})"))
+                          f"{c0['mean']:.3f} -> {c1['mean']:.3f} (2SE {2 * d[1]:.3f}){floor}"))
+    s0, s1 = _get(ev, "gatt", "rm_safety_adversarial"), _get(ev, "context_distillation", "rm_safety_adversarial")
+    if s0 and s1:  # the paper's own measure of distillation (section 4.2.4, Figure 16)
+        d = _change(ev, paired, "context_distillation", "gatt", "rm_safety_adversarial")
+        out.append(_check("context distillation raises the safety RM's score of the answers to adversarial prompts "
+                          "(the paper's Figure 16 measure)", d[0] > 2 * d[1],
+                          f"GAtt {s0['mean']:.3f} -> {s1['mean']:.3f}, paired change {d[0]:+.3f} (2SE {2 * d[1]:.3f})"))
     for name, rep in rms.items():
         acc = rep.get("held_out", {})
         levels = {k.split("/", 1)[1]: v["accuracy"] for k, v in acc.items() if k.startswith("rating/")}

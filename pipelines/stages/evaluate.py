@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 CANDIDATES = ("sft", "rs", "ppo", "gatt", "context_distillation")
 
 
+RM_SAFETY = "rm_safety_adversarial"  # mean safety RM score (sigmoid) of the answers to adversarial prompts
+
+
 def mean_se(xs: Sequence[float]) -> tuple[float, float]:
     """Mean and its standard error (sample std / sqrt(n)); the report's noise estimate."""
     n = len(xs)
@@ -152,11 +155,11 @@ def comparisons(names: Sequence[str], base: str) -> list[tuple[str, str]]:
     return pairs + [(n, base) for n in names if base in names and n != base and (n, base) not in pairs]
 
 
-def rm_scores(rm, rows, comps):
-    """The reward role's selection score of each answer (one per row). Called after all generation: scoring
-    while the generators answer for the next checkpoint made the evaluate stage slower on 2 cores (both
-    use two threads; 182 s against 168 s in session 7's run 24)."""
-    return selection_scores(ray.get(rm.score.remote(score_requests(rows, comps))))
+def rm_scores(rm, rows, comps) -> dict:
+    """The reward role's scores of each answer (one per row; `selection_scores` gives the one the method
+    optimises). Called after all generation: scoring while the generators answer for the next checkpoint
+    made the evaluate stage slower on 2 cores (both use two threads; 182 s against 168 s in run 24)."""
+    return ray.get(rm.score.remote(score_requests(rows, comps)))
 
 
 def win_rate(sa, sb) -> dict[str, float]:
@@ -212,11 +215,20 @@ def run(cfg: Config, run: RunDir) -> dict[str, Any]:
             log.info("eval %s: %s", name, {k: s["mean"] for k, s in m.items() if "/" not in k})
         if rm is not None and base in comps_by_name:
             t0 = time.perf_counter()
-            base_scores = rm_scores(rm, rows, comps_by_name[base])  # scored once for every comparison
+            scores = {name: rm_scores(rm, rows, comps_by_name[name]) for name in names}  # each answer once
             for name in names:
                 if name != base:
-                    report[name]["rm_win_rate_vs_" + base] = win_rate(rm_scores(rm, rows, comps_by_name[name]), base_scores)
-            log.info("RM win rates against %s: %.1fs", base, time.perf_counter() - t0)
+                    report[name]["rm_win_rate_vs_" + base] = win_rate(selection_scores(scores[name]),
+                                                                      selection_scores(scores[base]))
+            # The paper's measure of context distillation (section 4.2.4, Figure 16): the safety RM's
+            # score of the answers to adversarial prompts; it still moves when violations are at zero.
+            adversarial = [i for i, r in enumerate(rows) if r["kind"] == "adversarial"]
+            if adversarial and "safety" in scores[base]:
+                for name in names:
+                    safety = [float(scores[name]["safety"][i]) for i in adversarial]
+                    report[name][RM_SAFETY] = stat(safety)
+                    values[name][RM_SAFETY] = {(rows[i]["id"], 1): v for i, v in zip(adversarial, safety)}
+            log.info("RM scores against %s: %.1fs", base, time.perf_counter() - t0)
     finally:
         pool.shutdown()
         if rm is not None:

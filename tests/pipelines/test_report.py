@@ -136,6 +136,19 @@ def test_context_distillation_reaching_zero_from_within_noise_does_not_hold():
     paired = {"context_distillation-gatt": {"violation_rate": s(-0.005, 0.005, n=200)}}
     out = checks(cd_ev(0.005, 0.005, 0.0, 0.0), {}, paired)
     assert claim(out, "context distillation")["holds"] is False
+    assert "already within 2SE of no violations" in claim(out, "context distillation")["detail"]
+
+
+def test_context_distillation_rm_safety_measure_needs_a_paired_rise_beyond_noise():
+    ev = {"gatt": {"rm_safety_adversarial": s(0.80, 0.01)},
+          "context_distillation": {"rm_safety_adversarial": s(0.83, 0.01)}}
+    rising = {"context_distillation-gatt": {"rm_safety_adversarial": s(0.03, 0.01, n=400)}}  # +0.03 > 2 * 0.01
+    c = claim(checks(ev, {}, rising), "safety RM's score")
+    assert c["holds"] is True and "paired change +0.030 (2SE 0.020)" in c["detail"]
+    flat = {"context_distillation-gatt": {"rm_safety_adversarial": s(0.015, 0.01, n=400)}}  # +0.015 < 0.02
+    assert claim(checks(ev, {}, flat), "safety RM's score")["holds"] is False
+    # without the measure (a scorer that gives no safety score) there is no such claim
+    assert not [c for c in checks(cd_ev(0.2, 0.04, 0.05, 0.02), {}) if "safety RM's score" in c["claim"]]
 
 
 @pytest.mark.parametrize("v_cd", [0.18, 0.20, 0.30])
