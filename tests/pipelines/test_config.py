@@ -90,6 +90,8 @@ def test_tiny_defaults_are_the_schema_defaults(tmp_path):
     # model's setting, on both cores of the dev box
     assert cfg.model.autocast_bf16 == "auto" and cfg.reward.scorer.autocast_bf16 == "auto"
     assert cfg.reward.torch_threads == 2
+    assert cfg.resources.generator.torch_threads == 2  # generators run while learners wait: both cores
+    assert cfg.reward_models.shared_prefix is True and cfg.pretrain.batch_size == 8
     on = compose_config([f"run_dir={tmp_path}", "pipeline=llama2", "model.autocast_bf16=true"])
     assert on.reward.scorer.autocast_bf16 is True
     off = compose_config([f"run_dir={tmp_path}", "pipeline=llama2", "model.autocast_bf16=false"])
@@ -132,6 +134,7 @@ def test_unknown_keys_and_wrong_types_name_the_key(tmp_path, overrides, key):
     (["stage=ppo", "reward=function", "reward.scorer.target=pipelines.oracle_reward:nope"], "reward.scorer.target: .*has no attribute 'nope'"),
     (["stage=ppo", "reward=http", "reward.scorer.url=ftp://x"], "reward.scorer.url: expected an http"),
     (["stage=ppo", "reward.torch_threads=-2"], "reward.torch_threads: must be >= 0"),
+    (["stage=ppo", "resources.generator.torch_threads=-1"], "resources.generator.torch_threads: must be >= 0"),
     (["stage=sft", "model.autocast_bf16=sometimes"], "model.autocast_bf16: expected true, false or 'auto', got 'sometimes'"),
     (["stage=ppo", "reward.scorer.autocast_bf16=2"], "reward.scorer.autocast_bf16: expected true, false or 'auto', got 2"),
     (["stage=ppo", "reward.scorer.kind=magic"], "reward.scorer.kind: 'magic' is not one of \\['learned', 'llama2', 'function', 'http'\\]"),
