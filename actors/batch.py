@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Self
+from typing import Callable, Self
 
 import torch
 
@@ -52,21 +52,21 @@ class _Rows:
     def __len__(self) -> int:
         return int(getattr(self, dataclasses.fields(self)[0].name).shape[0])  # type: ignore[arg-type]
 
-    def slice(self, i: int, j: int) -> Self:
-        """Rows [i, j) as a batch of the same type (views, no copy)."""
+    def _map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> Self:
+        """The same batch type with `fn` applied to every tensor field (None fields stay None)."""
         values = {
-            f.name: (v[i:j] if isinstance(v := getattr(self, f.name), torch.Tensor) else v)
+            f.name: (fn(v) if isinstance(v := getattr(self, f.name), torch.Tensor) else v)
             for f in dataclasses.fields(self)  # type: ignore[arg-type]
         }
         return type(self)(**values)
 
+    def slice(self, i: int, j: int) -> Self:
+        """Rows [i, j) as a batch of the same type (views, no copy)."""
+        return self._map(lambda v: v[i:j])
+
     def take(self, index: torch.Tensor) -> Self:
         """Rows `index` (a 1-D long tensor), in that order, as a batch of the same type (copies)."""
-        values = {
-            f.name: (v.index_select(0, index) if isinstance(v := getattr(self, f.name), torch.Tensor) else v)
-            for f in dataclasses.fields(self)  # type: ignore[arg-type]
-        }
-        return type(self)(**values)
+        return self._map(lambda v: v.index_select(0, index))
 
     def split(self, n: int) -> list[Self]:
         """n equal shards in order (one per rank); B must be divisible by n."""
@@ -74,11 +74,7 @@ class _Rows:
 
     def to(self, device: torch.device | str) -> Self:
         """The same batch with every tensor on `device`."""
-        values = {
-            f.name: (v.to(device) if isinstance(v := getattr(self, f.name), torch.Tensor) else v)
-            for f in dataclasses.fields(self)  # type: ignore[arg-type]
-        }
-        return type(self)(**values)
+        return self._map(lambda v: v.to(device))
 
     def micro_batches(self, size: int) -> list[Self]:
         """Consecutive chunks of at most `size` rows (gradient accumulation)."""
@@ -223,21 +219,23 @@ def shared_prefix_rows(mb: PairBatch) -> tuple[torch.Tensor, torch.Tensor, torch
     """
     if mb.prefix_len is None:
         raise ValueError("shared_prefix_rows: the PairBatch has no prefix_len")
-    c_end = mb.chosen_last.long() + 1  # [N] chosen row length
-    r_len = mb.rejected_last.long() + 1 - mb.prefix_len.long()  # [N] rejected tokens after the prefix
+    device = mb.chosen.device
+    prefix = mb.prefix_len.long().to(device)  # [N]
+    c_end = mb.chosen_last.long().to(device) + 1  # [N] chosen row length
+    r_len = mb.rejected_last.long().to(device) + 1 - prefix  # [N] rejected tokens after the prefix
     width = int((c_end + r_len).max()) if len(mb) else 1
-    tokens = torch.zeros((len(mb), width), dtype=mb.chosen.dtype, device=mb.chosen.device)
+    tokens = torch.zeros((len(mb), width), dtype=mb.chosen.dtype, device=device)
     positions = torch.zeros_like(tokens)
     for i in range(len(mb)):
-        c, p, r = int(c_end[i]), int(mb.prefix_len[i]), int(r_len[i])
+        c, p, r = int(c_end[i]), int(prefix[i]), int(r_len[i])
         tokens[i, :c] = mb.chosen[i, :c]
         tokens[i, c:c + r] = mb.rejected[i, p:p + r]
         positions[i, :c] = torch.arange(c)
         positions[i, c:c + r] = torch.arange(p, p + r)
-    q = torch.arange(width, device=tokens.device)[None, :, None]  # query index
-    k = torch.arange(width, device=tokens.device)[None, None, :]  # key index
-    in_rejected = q >= c_end.to(tokens.device)[:, None, None]
-    chosen_own = (k >= mb.prefix_len.to(tokens.device)[:, None, None]) & (k < c_end.to(tokens.device)[:, None, None])
+    q = torch.arange(width, device=device)[None, :, None]  # query index
+    k = torch.arange(width, device=device)[None, None, :]  # key index
+    in_rejected = q >= c_end[:, None, None]
+    chosen_own = (k >= prefix[:, None, None]) & (k < c_end[:, None, None])
     mask = (k <= q) & ~(in_rejected & chosen_own)  # [N, L, L]
     return tokens, positions, mask[:, None], c_end - 1, c_end + r_len - 1
 
