@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import socket
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import ray
@@ -71,13 +73,49 @@ def setup_rank(ctx: RankContext) -> None:
     log.info("group %s: rank %d/%d joined (%s)", ctx.group_name, ctx.rank, ctx.world_size, ctx.backend)
 
 
+# Attempts at starting a group whose rank 0 found its rendezvous port taken (EADDRINUSE).
+PORT_ATTEMPTS = 3
+_EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+
+
+def listen_port_range(ephemeral_range: Path = _EPHEMERAL_RANGE) -> tuple[int, int]:
+    """Ports to offer a group's rank 0: the half below the kernel's ephemeral range.
+
+    Outgoing connections take their local port from the ephemeral range, so a port found free there
+    can be taken by any new connection in the seconds before rank 0 listens on it (seen: a PPO critic
+    group died with EADDRINUSE in a demo run). Without /proc, Linux's default range starts at 32768.
+    """
+    try:
+        low = int(ephemeral_range.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    return (low // 2, low - 1) if low >= 4096 else (20000, 29999)
+
+
 @ray.remote(num_cpus=0)
 def _free_address() -> tuple[str, int]:
-    """Address of this node and a port free right now (rank 0 binds it moments later)."""
+    """Address of this node and a port free right now, outside the ephemeral range (rank 0 binds it
+    moments later); any free port if none of 64 random tries is."""
+    lo, hi = listen_port_range()
+    rng = random.Random()
+    for _ in range(64):
+        port = rng.randint(lo, hi)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("", port))
+            except OSError:
+                continue
+        return ray.util.get_node_ip_address(), port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("", 0))
         port = s.getsockname()[1]
     return ray.util.get_node_ip_address(), port
+
+
+def _port_taken(error: BaseException) -> bool:
+    """Whether a rank died because its rendezvous port was in use."""
+    text = str(error)
+    return "EADDRINUSE" in text or "address already in use" in text.lower()
 
 
 def _bundle(resources: ResourceConfig) -> dict[str, float]:
@@ -144,7 +182,7 @@ class ActorGroup:
         self._backend = None if backend is None else resolve_backend(backend, resources.num_gpus)
         self._pg = self._reserve(ready_timeout_s)
         try:
-            self.actors = self._start(actor_cls, init_args, init_kwargs or {}, ready_timeout_s)
+            self.actors = self._start_retrying(actor_cls, init_args, init_kwargs or {}, ready_timeout_s)
         except BaseException:
             remove_placement_group(self._pg)
             raise
@@ -161,11 +199,27 @@ class ActorGroup:
             )
         return pg
 
+    def _address(self, in_bundle: PlacementGroupSchedulingStrategy) -> tuple[str, int]:
+        """Rendezvous address for rank 0, probed on rank 0's node."""
+        return ray.get(_free_address.options(scheduling_strategy=in_bundle).remote())
+
+    def _start_retrying(self, actor_cls: type, init_args: tuple, init_kwargs: dict, timeout_s: float) -> list:
+        """`_start`, again with a new port when rank 0 found its rendezvous port taken."""
+        for attempt in range(1, PORT_ATTEMPTS):
+            try:
+                return self._start(actor_cls, init_args, init_kwargs, timeout_s)
+            except ray.exceptions.RayActorError as e:
+                if self._backend is None or not _port_taken(e):
+                    raise
+                log.warning("group %s: rendezvous port taken (attempt %d of %d), starting again on another",
+                            self.name, attempt, PORT_ATTEMPTS)
+        return self._start(actor_cls, init_args, init_kwargs, timeout_s)
+
     def _start(self, actor_cls: type, init_args: tuple, init_kwargs: dict, timeout_s: float) -> list:
         t0 = time.perf_counter()
         in_bundle = [PlacementGroupSchedulingStrategy(self._pg, placement_group_bundle_index=i)
                      for i in range(self.world_size)]
-        addr, port = ray.get(_free_address.options(scheduling_strategy=in_bundle[0]).remote())
+        addr, port = self._address(in_bundle[0])
         remote_cls = ray.remote(actor_cls)
         init_args, init_kwargs = _put_shared(init_args, init_kwargs)
         actors = []

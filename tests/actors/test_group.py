@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import sys
 import time
 
@@ -12,7 +13,8 @@ import torch.distributed as dist
 
 from actors.batch import PairBatch, PPOBatch, TokenBatch, pad_sequences
 from actors.config import ResourceConfig
-from actors.group import ActorGroup, RankContext, resolve_backend, setup_rank
+from actors import group as group_module
+from actors.group import ActorGroup, RankContext, listen_port_range, resolve_backend, setup_rank
 
 # The probe class lives in this test module, which Ray workers cannot import by name.
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -54,6 +56,55 @@ def test_call_sharded_gives_each_rank_its_slice(probes):
     assert probes.run_sharded("first_tokens", batch) == [[0, 1, 2], [3, 4, 5]]
     same = ray.get(probes.call("first_tokens", batch))  # shared argument: every rank sees all rows
     assert same == [[0, 1, 2, 3, 4, 5]] * 2
+
+
+def test_rendezvous_ports_come_from_below_the_ephemeral_range(tmp_path):
+    ranges = tmp_path / "ip_local_port_range"
+    ranges.write_text("32768\t60999\n")
+    assert listen_port_range(ranges) == (16384, 32767)
+    ranges.write_text("49152 65535\n")
+    assert listen_port_range(ranges) == (24576, 49151)
+    ranges.write_text("1024 65535\n")  # everything ephemeral: a fixed block
+    assert listen_port_range(ranges) == (20000, 29999)
+    ranges.write_text("garbage")
+    assert listen_port_range(ranges) == (16384, 32767)
+    assert listen_port_range(tmp_path / "missing") == (16384, 32767)
+
+
+@pytest.fixture
+def taken_port():
+    """A port something else listens on, as when a new connection took the probed port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("", 0))
+        s.listen()
+        yield s.getsockname()[1]
+
+
+def test_a_group_whose_rendezvous_port_was_taken_starts_again_on_another(ray_cluster, monkeypatch, taken_port):
+    probed = []
+    real = ActorGroup._address
+
+    def first_taken(self, in_bundle):
+        probed.append(taken_port if not probed else real(self, in_bundle)[1])
+        return "127.0.0.1", probed[-1]
+
+    monkeypatch.setattr(ActorGroup, "_address", first_taken)
+    group = ActorGroup(Probe, ResourceConfig(num_workers=2, num_cpus=0.25), init_args=("again",), name="retry")
+    try:
+        assert len(probed) == 2 and probed[0] == taken_port != probed[1]
+        infos = group.run("info", 1.0)
+        assert [i["sum"] for i in infos] == [3.0, 3.0] and all(i["tag"] == "again" for i in infos)
+    finally:
+        group.shutdown()
+
+
+def test_a_group_gives_up_on_taken_ports_after_its_attempts(ray_cluster, monkeypatch, taken_port):
+    monkeypatch.setattr(group_module, "PORT_ATTEMPTS", 2)
+    calls = []
+    monkeypatch.setattr(ActorGroup, "_address", lambda self, b: calls.append(1) or ("127.0.0.1", taken_port))
+    with pytest.raises(ray.exceptions.RayActorError, match="EADDRINUSE|address already in use"):
+        ActorGroup(Probe, ResourceConfig(num_workers=1, num_cpus=0.25), init_args=("x",), name="taken")
+    assert len(calls) == 2
 
 
 def test_batch_not_divisible_by_ranks_is_a_clear_error(probes):
