@@ -188,8 +188,9 @@ class RewardModelConfig:
     helpful_safety_mix: float = 1.0         # helpfulness RM: safety+open data = this x helpfulness data
     safety_helpful_fraction: float = 0.1    # safety RM: 90/10 safety/helpfulness
     # pairs kept for the held-out accuracy (by a hash of the pair id); at 10% the levels' accuracies rested
-    # on 23-54 pairs each and their order flipped between runs (docs/results.md)
-    held_out_percent: int = 20
+    # on 23-54 pairs each, at 20% on 43-200, and their order flipped between runs (docs/results.md). The
+    # world makes 3500 pairs per kind so that 40% leaves as many to train on as 20% of 2600 did
+    held_out_percent: int = 40
     # one row per pair, its prompt computed once for both answers (exact; ~30% fewer tokens on the demo's
     # pairs, more where prompts are long). false: a row per answer, as the paper's description reads
     shared_prefix: bool = True
@@ -262,6 +263,9 @@ class GAttConfig:
     # 1423 turns without a usable answer (4: 297) and took turn-8 adherence +0.085 -> +0.136 over PPO
     samples: int = 8
     keep_adherent: bool = True    # drop sampled answers that break the instruction (rule check of the world's constraints)
+    # IS_SAFETY turns take the adherent sample the reward model scores highest, not the first (the first
+    # may comply with the request: violations 0.115 -> 0.458 through GAtt in run 28)
+    safety_select: bool = True
     # whole seed dialogues, one example per depth 2..n (loss on that turn): adherence at turn 8 +0.114 +- 0.088
     # paired where last-turn-only examples of random-length dialogues gave +0.025 +- 0.080 (docs/results.md)
     every_turn: bool = True

@@ -22,6 +22,13 @@ answers and, with `keep_adherent`, the first that keeps the instruction (the wor
 synthetic and checkable by rule: upper case, greeting, end word, signature, like the paper's
 synthetic hobby/language/persona constraints); a dialogue with a turn where none does is dropped and
 counted. The check reads only the constraints, never the answer's helpfulness.
+
+On turns whose request is tagged IS_SAFETY (the world's adversarial turns; the tag PPO's piecewise
+reward reads), "first" is not good enough: the sample that keeps the instruction may be one that goes
+along with the request, and GAtt then teaches the policy to comply (run 28: violations 0.115 after PPO,
+0.458 after GAtt). With `safety_select` those turns take, of their samples that keep the instruction,
+the one the reward model scores highest (the Llama 2 reward, which is the safety RM's score on such
+prompts). Other turns keep the first adherent sample; scoring every turn would cost ~100 s on 2 cores.
 """
 from __future__ import annotations
 
@@ -30,8 +37,10 @@ import logging
 import random
 from typing import Any
 
+import ray
+
 from pipelines.common import (complete, generator_pool, learner_group, load_tokenizer, metrics_logger,
-                              sft_on_dialogs)
+                              reward_actor, score_requests, selection_scores, sft_on_dialogs)
 from pipelines.config import Config
 from pipelines.data import read_table, write_table
 from pipelines.rundir import RunDir
@@ -52,33 +61,61 @@ def seeds(rows: list[dict], max_turns: int, n: int, rng: random.Random, full: bo
         if len(users) < 2:
             continue
         turns = min(max_turns, len(users)) if full else rng.randint(2, min(max_turns, len(users)))
-        constraints = json.loads(r["meta"]).get("constraints", []) if r.get("meta") else []
+        meta = json.loads(r["meta"]) if r.get("meta") else {}
+        keys = meta.get("turns", [])
+        keys = keys if len(keys) == len(users) else [{} for _ in users]  # per-turn keys, when the row has them
         out.append({"id": r["id"], "instruction": msgs[0]["content"], "users": users[:turns],
-                    "constraints": constraints})
+                    "constraints": meta.get("constraints", []), "keys": keys[:turns],
+                    "safety": [k.get("kind") == "adversarial" for k in keys[:turns]]})
     rng.shuffle(out)
     return out[:n]
 
 
+def usable(texts: list[str], constraints: list[dict], keep_adherent: bool) -> list[int]:
+    """Indices of the non-empty samples (that keep every constraint, with keep_adherent)."""
+    return [i for i, text in enumerate(texts)
+            if text.strip() and (not keep_adherent or keeps_all(text, constraints))]
+
+
 def pick(texts: list[str], constraints: list[dict], keep_adherent: bool) -> str | None:
     """The first non-empty sample (that keeps every constraint, with keep_adherent); None if there is none."""
-    for text in texts:
-        if text.strip() and (not keep_adherent or keeps_all(text, constraints)):
-            return text
-    return None
+    found = usable(texts, constraints, keep_adherent)
+    return texts[found[0]] if found else None
 
 
-def sample_answers(pool, tok, dialogs: list[dict], gc, seed: int) -> list[list[str | None]]:
+def sample_answers(pool, tok, dialogs: list[dict], gc, seed: int, rm=None) -> tuple[list[list[str | None]], int]:
     """Every turn answered with the instruction in force (one generation call for all turns); a turn
-    whose samples are all empty (or, with keep_adherent, all break the instruction) is None."""
+    whose samples are all empty (or, with keep_adherent, all break the instruction) is None.
+
+    With a reward actor `rm`, IS_SAFETY turns with more than one usable sample take the one it scores
+    highest (one scoring call for all of them). -> (answers per dialogue, turns chosen by reward)
+    """
     flat = [(i, t) for i, d in enumerate(dialogs) for t in range(len(d["users"]))]
     prompts = [[{"role": "system", "content": dialogs[i]["instruction"]},
                 {"role": "user", "content": dialogs[i]["users"][t]}] for i, t in flat]
     comps = complete(pool, tok, prompts, n=gc.samples, temperature=gc.temperature, top_p=1.0,
                      max_new_tokens=gc.max_new_tokens, max_prompt_len=gc.max_prompt_len, seed=seed)
+    chosen: list[str | None] = []
+    to_score: list[tuple[int, list]] = []  # (flat index, usable completions) of safety turns to choose by reward
+    for n, ((i, t), g) in enumerate(zip(flat, comps)):
+        found = usable([c.text for c in g], dialogs[i]["constraints"], gc.keep_adherent)
+        chosen.append(g[found[0]].text if found else None)
+        if rm is not None and dialogs[i]["safety"][t] and len(found) > 1:
+            to_score.append((n, [g[k] for k in found]))
+    if to_score:
+        rows = [{"messages": prompts[n], "is_safety": True,
+                 "meta": json.dumps({"turns": [dialogs[flat[n][0]]["keys"][flat[n][1]]],
+                                     "constraints": dialogs[flat[n][0]]["constraints"]})} for n, _ in to_score]
+        scores = selection_scores(ray.get(rm.score.remote(score_requests(rows, [g for _, g in to_score]))))
+        at = 0
+        for n, g in to_score:
+            best = int(scores[at:at + len(g)].argmax())
+            chosen[n] = g[best].text
+            at += len(g)
     answers: list[list[str | None]] = [[] for _ in dialogs]
-    for (i, _), g in zip(flat, comps):
-        answers[i].append(pick([c.text for c in g], dialogs[i]["constraints"], gc.keep_adherent))
-    return answers
+    for (i, _), text in zip(flat, chosen):
+        answers[i].append(text)
+    return answers, len(to_score)
 
 
 def training_dialogue(d: dict, answers: list[str]) -> list[dict]:
@@ -120,10 +157,13 @@ def run(cfg: Config, run: RunDir) -> dict[str, Any]:
                          "and at least 2 user turns")
     metrics = metrics_logger(cfg, run)
     pool = generator_pool(cfg, init)
+    rm = reward_actor(cfg, run) if gc.safety_select and any(any(d["safety"]) for d in dialogs) else None
     try:
-        answers = sample_answers(pool, tok, dialogs, gc, cfg.seed)
+        answers, by_reward = sample_answers(pool, tok, dialogs, gc, cfg.seed, rm)
     finally:
         pool.shutdown()
+        if rm is not None:
+            ray.kill(rm)
     # a dialogue with a turn without a usable sample is skipped and counted; with every_turn it is kept up
     # to that turn (its cuts before it are whole GAtt examples) when that leaves at least 2 turns
     usable = [usable_turns(a) for a in answers]
@@ -154,5 +194,5 @@ def run(cfg: Config, run: RunDir) -> dict[str, Any]:
         group.shutdown()
         metrics.close()
     return {"dialogues": kept, "examples_written": len(train), "skipped": len(dialogs) - kept,
-            "turns_without_sample": missing, "turns": len(turns),
+            "turns_without_sample": missing, "turns": len(turns), "safety_turns_chosen_by_reward": by_reward,
             "turns_mean": sum(len(d["users"]) for d in dialogs) / len(dialogs), **out}

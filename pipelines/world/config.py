@@ -34,10 +34,11 @@ class BundleConfig:
     # dataset sizes (rows)
     pretrain_docs: int = 20_000
     sft_dialogues: int = 4_000
-    # 20% of the pairs are held out for the RMs' accuracy per rating level (reward_models.held_out_percent):
-    # 2600 leaves ~2080 to train on (2500 at 10% left 2250) and twice the held-out pairs per level
-    helpfulness_pairs: int = 2_600
-    safety_pairs: int = 2_600
+    # 40% of the pairs are held out for the RMs' accuracy per rating level (reward_models.held_out_percent):
+    # 3500 leaves ~2100 to train on, as 2600 at 20% did, and 2.7x the held-out pairs per level (2SE of a
+    # level's accuracy ~0.05-0.08 instead of 0.08-0.13: the levels' order flipped on noise)
+    helpfulness_pairs: int = 3_500
+    safety_pairs: int = 3_500
     rl_prompts: int = 1_500
     # held-out sets near the size of the eval-split instance space (~365 helpful, ~280 borderline): the
     # report's noise bars shrink with them (2SE of a paired helpfulness change 0.040 -> 0.027)
@@ -62,13 +63,17 @@ class BundleConfig:
     # adversarial SFT turns answered with compliance: demonstration data that is not fully safe, as
     # helpfulness-focused annotation tends to be, so the SFT model violates and RLHF has safety work
     sft_unsafe_fraction: float = 0.5
-    # helpful SFT answers opened with a pleasantry ("Happy to help! ...", 0.4 of their score:
+    # helpful SFT answers opened with a pleasantry ("Happy to help! ...", 0.15 of their score:
     # tasks.PADDING_FACTOR): the demonstrators pad, the preference annotators prefer the plain answer.
     # RLHF can learn this from the reward models, which is what the paper found (annotators judge
     # better than they write).
     sft_padded_fraction: float = 0.5
     # preference pairs
-    annotator_noise: float = 0.1  # flip probability scale (pairs.FLIP_WEIGHT per rating level)
+    # temperature of the Bradley-Terry annotator (pairs.flip_probability): flips 34% of the pairs with a
+    # gap of 0.1, 12% at 0.3, 0.5% at 0.8. The flip probability scale 0.1 of sessions 1-7 (2.5% of the
+    # "significantly better" pairs .. 10% of the "negligibly better" ones) left those a preference the RM
+    # learnt (0.60-0.73 held-out accuracy, against the paper's 54.7), above "slightly better" in 2 of 7 runs
+    annotator_noise: float = 0.15
     safety_pair_adversarial_fraction: float = 0.7  # the rest of the safety pairs are borderline
     # helpfulness pairs that compare an answer with the same answer padded by a pleasantry
     padded_pair_fraction: float = 0.25
@@ -76,8 +81,10 @@ class BundleConfig:
     # format, alt; ladder.FORMS): without it the canonical phrasing is mostly rejected and the RM learns
     # the phrasing instead of the value (measured: held-out canonical vs alt accuracy 0.00)
     pair_balance_forms: bool = True
-    # RL prompt mix (the rest is helpful)
-    rl_adversarial_fraction: float = 0.1
+    # RL prompt mix (the rest is helpful). At 0.1 PPO alone took violations to 0.000-0.003 in 2 of 3 runs,
+    # which left safety context distillation nothing to do; at 0.05 PPO leaves some (0.10 in run 27) and
+    # distillation takes them down, as in the paper, where it follows safety RLHF (docs/results.md)
+    rl_adversarial_fraction: float = 0.05
     # risk categories (the first n of safety.CATEGORY_NAMES) the adversarial RL prompts come from: the
     # safety RLHF data covers criminal and dangerous requests, red-teaming (the safety preference data,
     # context distillation's prompts, evaluation) all four

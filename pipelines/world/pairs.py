@@ -6,9 +6,12 @@ higher-scoring answer is chosen; the rating level comes from the score gap:
 
     gap >= 0.75 significantly_better, >= 0.5 better, >= 0.25 slightly_better, > 0 negligibly_better
 
-Pairs with a zero gap carry no preference and are skipped (counted). A simulated annotator flips the
-preference with probability `annotator_noise * FLIP_WEIGHT[rating]`, more often for close pairs, as
-human agreement falls with the preference strength (paper section 3.2.2, Table 8); a flipped pair keeps
+Pairs with a zero gap carry no preference and are skipped (counted). The simulated annotator is a
+Bradley-Terry judge, the model the RMs' ranking loss assumes: it prefers the worse answer with
+probability sigmoid(-gap / annotator_noise) (`flip_probability`), so agreement falls with the
+preference strength as human agreement does (paper section 3.2.2, Table 8). At the default temperature
+0.15 a gap of 0.1 (exact vs the same answer in lower case) is flipped 34% of the time, "negligibly better
+- unsure" indeed, a gap of 0.3 12%, and a "significantly better" gap of 0.8 0.5%. A flipped pair keeps
 its rating. Safety pairs get the paper's three-way label from the two violation flags; a pair whose
 chosen answer is unsafe while the rejected one is safe is dropped (counted), as in the paper.
 The built-in ladders never yield "both_unsafe": every violation scores helpfulness 0, so two unsafe
@@ -18,6 +21,7 @@ answers tie and are skipped; the label exists for imported data.
 from __future__ import annotations
 
 import json
+import math
 import random
 from collections import Counter
 from collections.abc import Callable
@@ -31,7 +35,6 @@ from pipelines.world.tasks import Task
 RATING_THRESHOLDS: tuple[tuple[float, str], ...] = (
     (0.75, "significantly_better"), (0.5, "better"), (0.25, "slightly_better"),
 )
-FLIP_WEIGHT = {"significantly_better": 0.25, "better": 0.5, "slightly_better": 0.75, "negligibly_better": 1.0}
 _EPS = 1e-9  # scores are sums of a few decimals; compare gaps with a tolerance
 
 
@@ -43,6 +46,14 @@ def rating_from_gap(gap: float) -> str:
         if gap >= threshold - _EPS:
             return level
     return "negligibly_better"
+
+
+def flip_probability(gap: float, annotator_noise: float) -> float:
+    """P(the annotator prefers the answer the oracle scores `gap` lower): sigmoid(-gap / annotator_noise),
+    a Bradley-Terry annotator at temperature `annotator_noise`; 0 when the noise is 0."""
+    if annotator_noise <= 0.0:
+        return 0.0
+    return 1.0 / (1.0 + math.exp(min(gap / annotator_noise, 700.0)))
 
 
 def safety_label(chosen_unsafe: bool, rejected_unsafe: bool) -> str | None:
@@ -95,7 +106,7 @@ def _annotate(
         return None
     rating = rating_from_gap(gap)
     best, worst = (0, 1) if scores[0] > scores[1] else (1, 0)
-    flipped = rng.random() < annotator_noise * FLIP_WEIGHT[rating]
+    flipped = rng.random() < flip_probability(gap, annotator_noise)
     if flipped:
         best, worst = worst, best
     label = None

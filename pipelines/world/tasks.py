@@ -27,11 +27,13 @@ VALUE = 0.7
 GENERIC_REFUSAL = 0.6  # a refusal of an adversarial prompt that is not its category's template
 MAX_PARTIAL = 0.5  # partial credit never reaches VALUE, so `correct` is `score >= VALUE`
 # An answer behind a pleasantry ("Happy to help! 7 plus 5 is 12.") keeps this share of its score: the
-# padding costs a right answer as much as a near-miss value does (1.0 -> 0.4), so annotators rank the
-# plain answer over the padded one as "better" and the reward models learn it as a clear preference
-# (with a penalty of 0.3 the padded pairs sat at the negligible/slightly levels, where the RM got them
-# all right and the paper's ordering of the levels by difficulty broke). It stays correct (`correct`).
-PADDING_FACTOR = 0.4
+# padding costs a right answer most of its worth (1.0 -> 0.15), so annotators rank the plain answer
+# over the padded one as "significantly better" (canonical, format) or "better" (other words). The RMs
+# judge padding without fail; the levels that hold it are the easiest. At 0.4 the padded canonical and
+# format pairs sat at "better", which then beat "significantly better" (whose other pairs need the value
+# checked) in 3 of 5 runs; at 0.7 they sat at the negligible/slightly levels and broke the order the
+# other way (docs/results.md). The padded answer stays correct (`correct`).
+PADDING_FACTOR = 0.15
 
 Key = dict[str, Any]
 

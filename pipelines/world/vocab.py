@@ -97,7 +97,7 @@ INSTRUCTION_MARKERS: tuple[str, ...] = ("first", "then", "step", "you can", "you
 
 # Openers that pad an answer without adding anything ("Happy to help! 7 plus 5 is 12."): the SFT
 # demonstrators use them (config.sft_padded_fraction), the preference annotators prefer the answer
-# without them (the oracle scales a padded answer's score by tasks.PADDING_FACTOR, 0.4).
+# without them (the oracle scales a padded answer's score by tasks.PADDING_FACTOR, 0.15).
 PLEASANTRIES: tuple[str, ...] = ("Great question!", "Happy to help!", "Glad you asked!")
 
 # System-level constraints (Ghost Attention, LLAMA2_SPEC.md section 9).

@@ -4,7 +4,17 @@ from __future__ import annotations
 import json
 import random
 
+import pytest
+import ray
+
+from actors.config import RewardConfig, ScorerConfig
+from actors.reward import start_reward_actor
+from pipelines.common import Completion
+from pipelines.config import GAttConfig
+from pipelines.stages import gatt
 from pipelines.stages.gatt import pick, seeds, training_dialogue
+from pipelines.world.helpful import sample_helpful
+from pipelines.world.safety import sample_adversarial
 from pipelines.world import BundleConfig, generate_dataset
 from pipelines.world.constraints import apply_constraints, check_constraints
 
@@ -65,3 +75,55 @@ def test_usable_turns_and_full_seeds():
     full = seeds(rows, max_turns=8, n=50, rng=random.Random(0), full=True)
     users = {r["id"]: sum(m["role"] == "user" for m in r["messages"]) for r in rows}
     assert full and all(len(d["users"]) == min(8, users[d["id"]]) for d in full)
+
+
+# --- IS_SAFETY turns: the adherent sample the reward prefers (a real reward actor scoring with the oracle) ---
+
+@pytest.fixture(scope="module")
+def oracle_reward_actor():
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False)
+    rm = start_reward_actor(RewardConfig(scorer=ScorerConfig(
+        kind="function", target="pipelines.oracle_reward:world_oracle_reward")))
+    yield rm
+    ray.kill(rm)
+    if started:
+        ray.shutdown()
+
+
+def test_safety_turns_take_the_adherent_sample_the_reward_prefers(monkeypatch, oracle_reward_actor):
+    adv, helpful = sample_adversarial(random.Random(0)), sample_helpful(random.Random(1))
+    cons = [{"kind": "end_word", "value": "Over", "text": "End word: Over."}]
+    comply = apply_constraints(adv.key["compliance"], cons)
+    refuse = apply_constraints(adv.canonical, cons)
+    padded = apply_constraints("Happy to help! " + helpful.canonical, cons)
+    right = apply_constraints(helpful.canonical, cons)
+    samples = {helpful.user: [padded, right], adv.user: [adv.canonical, comply, refuse]}  # 1st breaks the end word
+    dialog = {"id": "d0", "instruction": "End every answer with the word Over.", "users": [helpful.user, adv.user],
+              "constraints": cons, "keys": [helpful.key, adv.key], "safety": [False, True]}
+
+    def fixed_samples(pool, tok, prompts, *, n, **kw):
+        return [[Completion(i, k, [1, 2], [3], [0.0], text, 0) for k, text in enumerate(samples[p[-1]["content"]])]
+                for i, p in enumerate(prompts)]
+
+    monkeypatch.setattr(gatt, "complete", fixed_samples)
+    gc = GAttConfig(samples=3)
+    # without a reward actor: the first adherent sample, here the compliance
+    assert gatt.sample_answers(None, None, [dialog], gc, 0) == ([[padded, comply]], 0)
+    # with one: the safety turn takes the refusal; the helpful turn is not scored (the first adherent stays)
+    assert gatt.sample_answers(None, None, [dialog], gc, 0, oracle_reward_actor) == ([[padded, refuse]], 1)
+    # a safety turn with a single adherent sample is not scored
+    samples[adv.user] = [adv.canonical, comply]
+    assert gatt.sample_answers(None, None, [dialog], gc, 0, oracle_reward_actor) == ([[padded, comply]], 0)
+
+
+def test_seeds_tag_the_safety_turns_from_the_rows_keys():
+    rows = generate_dataset("gatt_dialogues", BundleConfig(gatt_adversarial_fraction=0.5).scaled(0.05), 2).rows
+    out = seeds(rows, max_turns=8, n=50, rng=random.Random(0), full=True)
+    by_id = {r["id"]: json.loads(r["meta"])["turns"] for r in rows}
+    tags = [t for d in out for t in d["safety"]]
+    assert any(tags) and not all(tags)
+    for d in out:
+        assert d["safety"] == [k["kind"] == "adversarial" for k in by_id[d["id"]][: len(d["users"])]]
+        assert d["keys"] == by_id[d["id"]][: len(d["users"])]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import random
 
 import pytest
@@ -103,7 +104,7 @@ def test_generated_pairs_follow_the_oracle_and_cover_every_rating_level():
 def test_annotator_noise_flips_weak_preferences_more_and_its_unsafe_choices_are_dropped():
     rows, stats = make_pairs(3000, "helpfulness", sample_helpful, random.Random(3), 0.4, "h")
     _check_rows(rows, "helpfulness")
-    flipped = {level: 0 for level in pairs_module.FLIP_WEIGHT}
+    flipped = {level: 0 for level in ("significantly_better", "better", "slightly_better", "negligibly_better")}
     for r in rows:
         flipped[r["rating"]] += json.loads(r["meta"])["flipped"]
     rate = {level: flipped[level] / stats.ratings[level] for level in flipped}
@@ -113,6 +114,18 @@ def test_annotator_noise_flips_weak_preferences_more_and_its_unsafe_choices_are_
     _check_rows(rows, "safety")
     assert stats.dropped_unsafe_chosen > 0
     assert not any(r["safety_label"] is None for r in rows)
+
+
+def test_the_annotator_is_bradley_terry_in_the_score_gap():
+    # sigmoid(-gap / temperature), computed by hand
+    assert pairs_module.flip_probability(0.1, 0.15) == pytest.approx(1 / (1 + math.exp(0.1 / 0.15)))
+    assert pairs_module.flip_probability(0.1, 0.15) == pytest.approx(0.3392, abs=1e-4)
+    assert pairs_module.flip_probability(0.8, 0.15) == pytest.approx(0.00481, abs=1e-5)
+    assert pairs_module.flip_probability(1e-12, 0.15) == pytest.approx(0.5)
+    assert pairs_module.flip_probability(0.5, 0.0) == 0.0 and pairs_module.flip_probability(2.0, 1e-6) < 1e-300
+    gaps = [0.05, 0.1, 0.3, 0.6, 1.0, 2.0]
+    probs = [pairs_module.flip_probability(g, 0.15) for g in gaps]
+    assert probs == sorted(probs, reverse=True) and probs[-1] > 0
 
 
 def test_annotate_labels_any_two_answers_like_the_ladder():
@@ -150,11 +163,13 @@ def test_padded_pairs_are_decided_by_the_padding_alone():
         meta = json.loads(r["meta"])
         assert meta["rejected_rung"] == "padded_" + meta["chosen_rung"]
         assert r["rejected"].endswith(" " + r["chosen"]) and r["rejected"].split("!")[0] + "!" in PLEASANTRIES
-        # the padded answer keeps PADDING_FACTOR (0.4) of the score: 1.0 vs 0.4 and 0.9 vs 0.36 are "better",
-        # 0.7 vs 0.28 (other words) "slightly", a close value's partial credit mostly "negligibly"
+        # the padded answer keeps PADDING_FACTOR (0.15) of the score: 1.0 vs 0.15 and 0.9 vs 0.135 are
+        # "significantly better", 0.7 vs 0.105 (other words) "better", a close value's partial credit less
         assert meta["rejected_score"] == pytest.approx(PADDING_FACTOR * meta["chosen_score"], abs=1e-4)
         assert r["rating"] == rating_from_gap(meta["chosen_score"] - meta["rejected_score"]), meta
         if meta["chosen_rung"] in ("canonical", "format"):
+            assert r["rating"] == "significantly_better"
+        if meta["chosen_rung"] == "alt":
             assert r["rating"] == "better"
     # the padding never wins with a noiseless annotator
     assert not [r for r in rows if json.loads(r["meta"])["chosen_rung"].startswith("padded_")]
