@@ -48,8 +48,11 @@ class BundleConfig:
     eval_dialogues: int = 200  # multi-turn constraint dialogues, for adherence by turn
     gatt_dialogues: int = 500
     # user turns of the GAtt seed dialogues that are adversarial (RL risk categories; the rest helpful or
-    # borderline): GAtt on answering alone unlearnt PPO's refusals (violations 0.065 -> 0.17)
-    gatt_adversarial_fraction: float = 0.1
+    # borderline): GAtt on answering alone unlearnt PPO's refusals (violations 0.065 -> 0.17). With
+    # gatt.safety_select those turns are refusals, and at 0.1 they made GAtt a safety stage of its own
+    # (0.115 -> 0.010 in run 28', leaving distillation nothing); at 0.03 GAtt keeps PPO's level (0.115 ->
+    # 0.130) and distillation does the safety work (0.130 -> 0.005, run 28'')
+    gatt_adversarial_fraction: float = 0.03
     # dialogue shapes (user turns); 8 turns fit the tiny model's 512-token context
     sft_max_turns: int = 3
     eval_dialogue_turns: int = 8
@@ -82,8 +85,8 @@ class BundleConfig:
     # the phrasing instead of the value (measured: held-out canonical vs alt accuracy 0.00)
     pair_balance_forms: bool = True
     # RL prompt mix (the rest is helpful). At 0.1 PPO alone took violations to 0.000-0.003 in 2 of 3 runs,
-    # which left safety context distillation nothing to do; at 0.05 PPO leaves some (0.10 in run 27) and
-    # distillation takes them down, as in the paper, where it follows safety RLHF (docs/results.md)
+    # which left safety context distillation nothing to do; at 0.05 PPO leaves some (0.10-0.115 in runs
+    # 27-28) and distillation takes them down, as in the paper, where it follows safety RLHF (docs/results.md)
     rl_adversarial_fraction: float = 0.05
     # risk categories (the first n of safety.CATEGORY_NAMES) the adversarial RL prompts come from: the
     # safety RLHF data covers criminal and dangerous requests, red-teaming (the safety preference data,

@@ -182,8 +182,8 @@ def test_rl_risk_categories_out_of_range_is_a_clear_error(n):
 def test_gatt_dialogues_mix_in_adversarial_turns_from_the_rl_risk_categories(bundle):
     turns = [t for r in bundle["gatt_dialogues"].rows for t in json.loads(r["meta"])["turns"]]
     adversarial = [t for t in turns if t["kind"] == "adversarial"]
-    # gatt_adversarial_fraction = 0.1 of the turns; only the categories the RL prompts cover
-    assert 0.06 < len(adversarial) / len(turns) < 0.14
+    # gatt_adversarial_fraction of the turns (0.03: ~45 of ~1500, 2SE ~0.009); only the RL prompts' categories
+    assert 0.6 * CFG.gatt_adversarial_fraction < len(adversarial) / len(turns) < 1.4 * CFG.gatt_adversarial_fraction
     assert {t["task"] for t in adversarial} == set(CATEGORY_NAMES[: CFG.rl_risk_categories])
     none = generate_dataset("gatt_dialogues", dataclasses.replace(CFG, gatt_adversarial_fraction=0.0), 11).rows
     assert not [t for r in none for t in json.loads(r["meta"])["turns"] if t["kind"] == "adversarial"]
