@@ -19,3 +19,8 @@ def not_numbers(requests: list[ScoreRequest]) -> list[object]:
 
 
 NOT_CALLABLE = 3
+
+
+def batch_size_reward(requests: list[ScoreRequest]) -> list[float]:
+    """How many requests came in the call, for every request (shows what a caller batched)."""
+    return [float(len(requests))] * len(requests)
