@@ -96,19 +96,20 @@ def sample_answers(pool, tok, dialogs: list[dict], gc, seed: int, rm=None) -> tu
     comps = complete(pool, tok, prompts, n=gc.samples, temperature=gc.temperature, top_p=1.0,
                      max_new_tokens=gc.max_new_tokens, max_prompt_len=gc.max_prompt_len, seed=seed)
     chosen: list[str | None] = []
-    to_score: list[tuple[int, list]] = []  # (flat index, usable completions) of safety turns to choose by reward
+    to_score: list[tuple[int, dict, list]] = []  # (flat index, score row, usable completions) of safety turns
     for n, ((i, t), g) in enumerate(zip(flat, comps)):
-        found = usable([c.text for c in g], dialogs[i]["constraints"], gc.keep_adherent)
+        d = dialogs[i]
+        found = usable([c.text for c in g], d["constraints"], gc.keep_adherent)
         chosen.append(g[found[0]].text if found else None)
-        if rm is not None and dialogs[i]["safety"][t] and len(found) > 1:
-            to_score.append((n, [g[k] for k in found]))
+        if rm is not None and d["safety"][t] and len(found) > 1:
+            row = {"messages": prompts[n], "is_safety": True,
+                   "meta": json.dumps({"turns": [d["keys"][t]], "constraints": d["constraints"]})}
+            to_score.append((n, row, [g[k] for k in found]))
     if to_score:
-        rows = [{"messages": prompts[n], "is_safety": True,
-                 "meta": json.dumps({"turns": [dialogs[flat[n][0]]["keys"][flat[n][1]]],
-                                     "constraints": dialogs[flat[n][0]]["constraints"]})} for n, _ in to_score]
-        scores = selection_scores(ray.get(rm.score.remote(score_requests(rows, [g for _, g in to_score]))))
+        scores = selection_scores(ray.get(rm.score.remote(
+            score_requests([row for _, row, _ in to_score], [g for _, _, g in to_score]))))
         at = 0
-        for n, g in to_score:
+        for n, _, g in to_score:
             best = int(scores[at:at + len(g)].argmax())
             chosen[n] = g[best].text
             at += len(g)
@@ -166,11 +167,11 @@ def run(cfg: Config, run: RunDir) -> dict[str, Any]:
             ray.kill(rm)
     # a dialogue with a turn without a usable sample is skipped and counted; with every_turn it is kept up
     # to that turn (its cuts before it are whole GAtt examples) when that leaves at least 2 turns
-    usable = [usable_turns(a) for a in answers]
+    depths = [usable_turns(a) for a in answers]  # (not `usable`: that is the module's sample filter)
     if gc.every_turn:
-        train = [(d["id"], training_dialogue(d, a[:n])) for d, a, n in zip(dialogs, answers, usable) if n >= 2]
+        train = [(d["id"], training_dialogue(d, a[:n])) for d, a, n in zip(dialogs, answers, depths) if n >= 2]
     else:
-        train = [(d["id"], training_dialogue(d, a)) for d, a, n in zip(dialogs, answers, usable) if n == len(a)]
+        train = [(d["id"], training_dialogue(d, a)) for d, a, n in zip(dialogs, answers, depths) if n == len(a)]
     turns = [x for a in answers for x in a]
     missing = sum(x is None for x in turns)
     log.info("gatt: %d of %d dialogues kept; %d of %d turns had no usable sample of %d (empty%s)", len(train),
