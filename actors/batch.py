@@ -189,16 +189,20 @@ class PairBatch(_Rows):
     def has_safety_labels(self) -> bool:
         return self.chosen_safe is not None
 
+    def length_order(self) -> torch.Tensor:
+        """Row indices ordered (stably) by each pair's longer answer, or by its one shared-prefix row's width."""
+        if self.prefix_len is not None:  # the width of each pair's one shared-prefix row
+            longer = self.chosen_last + self.rejected_last + 1 - self.prefix_len  # [N]
+        else:
+            longer = torch.maximum(self.chosen_last, self.rejected_last)  # [N]
+        return torch.sort(longer, stable=True).indices
+
     def by_length(self) -> PairBatch:
         """The same pairs ordered by their longer answer (stable), so that consecutive micro-batches hold
         pairs of similar length and each can be cut to its own width (`ranking_objective`): the RM
         batches of the demo were 66% real tokens when padded to the batch's longest row, 88% this way.
         The step's gradient is the same sum over pairs."""
-        if self.prefix_len is not None:  # the width of each pair's one shared-prefix row
-            longer = self.chosen_last + self.rejected_last + 1 - self.prefix_len  # [N]
-        else:
-            longer = torch.maximum(self.chosen_last, self.rejected_last)  # [N]
-        return self.take(torch.sort(longer, stable=True).indices)
+        return self.take(self.length_order())
 
 
 def common_prefix_len(a: list[int], b: list[int]) -> int:

@@ -27,6 +27,7 @@ from actors.group import RankContext, setup_rank
 from actors.objectives import (
     MicroResult,
     forward_logprobs,
+    forward_pair_scores,
     forward_scores,
     forward_values,
     ppo_objective,
@@ -251,6 +252,26 @@ class Learner:
                                     last_index[i : i + size].to(self.device))
                      for i in range(0, tokens.shape[0], size)]
         return torch.cat(parts).cpu()
+
+    def score_pairs(self, batch: PairBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scores of each pair's chosen and rejected answer -> ([N], [N]) raw, in the batch's order.
+
+        The pairs run in order of length (`PairBatch.by_length`), each micro-batch cut to its own width,
+        and as one shared-prefix row per pair when the batch has prefix_len: the held-out pairs of the
+        demo's RMs cost half the tokens of scoring each answer in its own row.
+        """
+        self._require_kind("scalar", "score_pairs")
+        self.module.eval()
+        order = batch.length_order()  # [N]
+        chosen, rejected = [], []
+        with self._autocast():
+            for mb in batch.take(order).to(self.device).micro_batches(self.cfg.micro_batch_size):
+                c, r = forward_pair_scores(self.module, mb)
+                chosen.append(c.float().cpu())
+                rejected.append(r.float().cpu())
+        back = torch.empty_like(order)
+        back[order] = torch.arange(len(order))
+        return torch.cat(chosen)[back], torch.cat(rejected)[back]
 
     def _infer(self, batch: TokenBatch, fn: Callable[[nn.Module, TokenBatch], torch.Tensor]) -> torch.Tensor:
         # The unwrapped module: DDP adds nothing to a no-grad forward.

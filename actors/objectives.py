@@ -106,24 +106,30 @@ def _pad_right(x: torch.Tensor, width: int) -> torch.Tensor:
     return F.pad(x, (0, width - x.shape[1]), value=0)  # [b, width]; read indices stay < old width
 
 
-def ranking_objective(model: nn.Module, mb: PairBatch, aux_weight: float) -> MicroResult:
-    """Margin ranking loss (section 6, paper eq. 2) + aux_weight * safety BCE; one forward for both sides."""
+def pair_scores(model: nn.Module, mb: PairBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scalar scores of each pair's chosen and rejected answer -> ([n], [n]), one forward for both sides:
+    one shared-prefix row per pair when the batch has prefix_len (the prompt computed once), else the
+    chosen and rejected rows stacked and cut to the micro-batch's longest answer."""
     n = len(mb)
-    if mb.prefix_len is not None:  # one row per pair, the shared prompt computed once
+    if mb.prefix_len is not None:
         tokens, positions, mask, last_c, last_r = shared_prefix_rows(mb)  # [n, L] ... [n]
         scores = model(tokens, positions=positions, attn_mask=mask)  # [n, L]
         rows = torch.arange(n, device=scores.device)
-        r_chosen, r_rejected = scores[rows, last_c], scores[rows, last_r]  # [n], [n]
-        r = torch.cat([r_chosen, r_rejected])  # [2n]
-    else:
-        last = torch.cat([mb.chosen_last, mb.rejected_last]).long()  # [2n]
-        # Only this micro-batch's longest answer sets the width: with causal attention the scores read at
-        # `last` do not depend on the right padding cut here.
-        width = int(last.max()) + 1 if n else 1
-        tokens = torch.cat([_pad_right(mb.chosen[:, :width], width), _pad_right(mb.rejected[:, :width], width)])  # [2n, T]
-        scores = model(tokens)  # [2n, T]
-        r = scores[torch.arange(2 * n), last]  # [2n]
-        r_chosen, r_rejected = r[:n], r[n:]  # [n], [n]
+        return scores[rows, last_c], scores[rows, last_r]  # [n], [n]
+    last = torch.cat([mb.chosen_last, mb.rejected_last]).long()  # [2n]
+    # Only this micro-batch's longest answer sets the width: with causal attention the scores read at
+    # `last` do not depend on the right padding cut here.
+    width = int(last.max()) + 1 if n else 1
+    tokens = torch.cat([_pad_right(mb.chosen[:, :width], width), _pad_right(mb.rejected[:, :width], width)])  # [2n, T]
+    r = model(tokens)[torch.arange(2 * n), last]  # [2n]
+    return r[:n], r[n:]  # [n], [n]
+
+
+def ranking_objective(model: nn.Module, mb: PairBatch, aux_weight: float) -> MicroResult:
+    """Margin ranking loss (section 6, paper eq. 2) + aux_weight * safety BCE; one forward for both sides."""
+    n = len(mb)
+    r_chosen, r_rejected = pair_scores(model, mb)  # [n], [n]
+    r = torch.cat([r_chosen, r_rejected])  # [2n]
     loss = ranking_loss(r_chosen, r_rejected, mb.margin.to(r.dtype))
     sums = {"ranking_loss": _f(loss) * n}
     if aux_weight > 0:
@@ -154,6 +160,9 @@ def forward_logprobs(model: nn.Module, mb: TokenBatch) -> torch.Tensor:
 def forward_values(model: nn.Module, mb: TokenBatch) -> torch.Tensor:
     """Critic values aligned with the targets: V(tokens[:, :t+1]) -> [b, T-1] fp32."""
     return model(mb.tokens, segment_ids=mb.segment_ids)[:, :-1].float()  # [b, T-1]
+
+
+forward_pair_scores = torch.no_grad()(pair_scores)
 
 
 @torch.no_grad()

@@ -11,7 +11,12 @@ rejected answer masked from the chosen one, so the prompt is computed once. Both
 loss of each setting from the same initial weights, which must agree. The mean time of the steps after
 `--warmup` counts.
 
-    python bench/reward_training.py [--quick] [--steps 12] [--threads 2]
+A second table times the held-out scoring of the reward-models stage: `Learner.score_pairs` (pairs by
+length, one shared-prefix row each, one call) against the path it replaced (`Learner.score` on the chosen
+and on the rejected answers of each chunk of 64 pairs, in file order), on `--score-pairs` pairs; the
+largest difference between their scores is printed too.
+
+    python bench/reward_training.py [--quick] [--steps 12] [--threads 2] [--score-pairs 1400]
 """
 
 from __future__ import annotations
@@ -76,6 +81,32 @@ def run(path: str, pairs: list, shared: bool, batch_size: int, warmup: int, thre
     return sum(counted) / len(counted), first_loss, tokens
 
 
+def score(path: str, pairs: list, threads: int, repeats: int) -> dict[str, tuple[float, torch.Tensor]]:
+    """Held-out scoring, each way: (best seconds of `repeats`, chosen and rejected scores)."""
+    learner = Learner(LearnerConfig(init_path=path, model_kind="scalar", micro_batch_size=8, seed=0),
+                      RankContext(0, 1, "", 0, None, threads, "bench"))
+
+    def per_answer() -> torch.Tensor:
+        out = []
+        for i in range(0, len(pairs), 64):
+            b = batch(pairs[i:i + 64], shared=False)
+            out.append(torch.stack([learner.score(b.chosen, b.chosen_last), learner.score(b.rejected, b.rejected_last)]))
+        return torch.cat(out, dim=1)
+
+    def shared_rows() -> torch.Tensor:
+        return torch.stack(learner.score_pairs(batch(pairs, shared=True)))
+
+    results = {}
+    for name, fn in (("a row per answer, chunks of 64", per_answer), ("score_pairs", shared_rows)):
+        best, got = float("inf"), None
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            got = fn()
+            best = min(best, time.perf_counter() - t0)
+        results[name] = (best, got)
+    return results
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="4 steps, 1 warm-up (a smoke run)")
@@ -84,9 +115,11 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--score-pairs", type=int, default=1400, help="held-out pairs scored (the demo: ~1400 per RM)")
+    ap.add_argument("--score-repeats", type=int, default=3)
     args = ap.parse_args()
     if args.quick:
-        args.steps, args.warmup = 4, 1
+        args.steps, args.warmup, args.score_pairs, args.score_repeats = 4, 1, 128, 1
     if args.steps <= args.warmup:
         ap.error(f"--steps ({args.steps}) must exceed --warmup ({args.warmup})")
 
@@ -101,6 +134,8 @@ def main() -> None:
         save_pretrained(model, path)
         for shared in (False, True):
             results[shared] = run(path, pairs, shared, args.batch_size, args.warmup, args.threads)
+        scored = score(path, make_pairs(args.score_pairs, margs.vocab_size, args.seed + 1), args.threads,
+                       args.score_repeats)
     print(f"Learner.train_ranking, tiny size ({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters), "
           f"{args.batch_size} pairs per step, micro-batches of 8, mean of {args.steps - args.warmup} steps after "
           f"{args.warmup} warm-up; {args.threads} threads, torch {torch.__version__}")
@@ -110,6 +145,13 @@ def main() -> None:
     for shared, name in ((False, "a row per answer"), (True, "one shared-prefix row per pair")):
         seconds, loss, tokens = results[shared]
         print(f"| {name} | {tokens} | {seconds:.3f} | {base / seconds:.2f}x | {loss:.5f} |")
+    print(f"\nHeld-out scoring of {args.score_pairs} pairs (best of {args.score_repeats}):")
+    print("| path | s | vs a row per answer |")
+    print("|---|---|---|")
+    (base, ref), *_ = scored.values()
+    for name, (seconds, got) in scored.items():
+        print(f"| {name} | {seconds:.2f} | {base / seconds:.2f}x |")
+    print(f"largest score difference between the paths: {float((got - ref).abs().max()):.2e}")
 
 
 if __name__ == "__main__":

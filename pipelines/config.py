@@ -34,6 +34,7 @@ STAGE_ORDER: tuple[str, ...] = (
     "evaluate",
 )
 PIPELINES: dict[str, tuple[str, ...]] = {"llama2": STAGE_ORDER}
+GATT_CHOOSE: tuple[str, ...] = ("first", "likelihood")  # gatt.choose
 
 
 @dataclass
@@ -266,6 +267,9 @@ class GAttConfig:
     # IS_SAFETY turns take the adherent sample the reward model scores highest, not the first (the first
     # may comply with the request: violations 0.115 -> 0.458 through GAtt in run 28)
     safety_select: bool = True
+    # which usable sample a turn takes: "first", or "likelihood" (the highest mean token log-prob under the
+    # sampling policy, read from the generator's own log-probs at no extra cost)
+    choose: str = "first"
     # whole seed dialogues, one example per depth 2..n (loss on that turn): adherence at turn 8 +0.114 +- 0.088
     # paired where last-turn-only examples of random-length dialogues gave +0.025 +- 0.080 (docs/results.md)
     every_turn: bool = True

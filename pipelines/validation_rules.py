@@ -14,7 +14,7 @@ from pathlib import Path
 
 from actors.config import GeneratorConfig, OptimConfig, ResourceConfig, ScorerConfig
 from algorithms import KL_KINDS, MARGINS
-from pipelines.config import Config, world_bundle_config
+from pipelines.config import GATT_CHOOSE, Config, world_bundle_config
 from model.precision import check_autocast_setting
 
 PLACEMENT_STRATEGIES = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
@@ -334,6 +334,8 @@ def _check_gatt(cfg: Config) -> list[str]:
         out.append(f"gatt.max_turns: Ghost Attention needs multi-turn dialogues (>= 2), got {g.max_turns}")
     if not 1 <= g.min_depth <= g.max_turns:
         out.append(f"gatt.min_depth: must be in [1, gatt.max_turns={g.max_turns}], got {g.min_depth}")
+    if g.choose not in GATT_CHOOSE:
+        out.append(f"gatt.choose: expected one of {list(GATT_CHOOSE)}, got {g.choose!r}")
     return out
 
 

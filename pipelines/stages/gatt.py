@@ -39,9 +39,9 @@ from typing import Any
 
 import ray
 
-from pipelines.common import (complete, generator_pool, learner_group, load_tokenizer, metrics_logger,
+from pipelines.common import (Completion, complete, generator_pool, learner_group, load_tokenizer, metrics_logger,
                               reward_actor, score_requests, selection_scores, sft_on_dialogs)
-from pipelines.config import Config
+from pipelines.config import GATT_CHOOSE, Config
 from pipelines.data import read_table, write_table
 from pipelines.rundir import RunDir
 from pipelines.world.constraints import keeps_all
@@ -77,6 +77,20 @@ def usable(texts: list[str], constraints: list[dict], keep_adherent: bool) -> li
             if text.strip() and (not keep_adherent or keeps_all(text, constraints))]
 
 
+def mean_logprob(c: Completion) -> float:
+    """The sample's mean token log-prob under the policy that sampled it (-inf for an empty sample)."""
+    return sum(c.response_logprobs) / len(c.response_logprobs) if c.response_logprobs else float("-inf")
+
+
+def choose_usable(g: list[Completion], found: list[int], how: str) -> int:
+    """Which of the usable samples `found` (indices into g) a turn takes: the first, or the likeliest."""
+    if how == "first":
+        return found[0]
+    if how == "likelihood":
+        return max(found, key=lambda k: mean_logprob(g[k]))  # ties: the first
+    raise ValueError(f"gatt.choose: expected one of {list(GATT_CHOOSE)}, got {how!r}")
+
+
 def pick(texts: list[str], constraints: list[dict], keep_adherent: bool) -> str | None:
     """The first non-empty sample (that keeps every constraint, with keep_adherent); None if there is none."""
     found = usable(texts, constraints, keep_adherent)
@@ -100,7 +114,7 @@ def sample_answers(pool, tok, dialogs: list[dict], gc, seed: int, rm=None) -> tu
     for n, ((i, t), g) in enumerate(zip(flat, comps)):
         d = dialogs[i]
         found = usable([c.text for c in g], d["constraints"], gc.keep_adherent)
-        chosen.append(g[found[0]].text if found else None)
+        chosen.append(g[choose_usable(g, found, gc.choose)].text if found else None)
         if rm is not None and d["safety"][t] and len(found) > 1:
             row = {"messages": prompts[n], "is_safety": True,
                    "meta": json.dumps({"turns": [d["keys"][t]], "constraints": d["constraints"]})}

@@ -71,16 +71,13 @@ def data_mix(primary: list[dict], other: list[dict], n_other: int, rng: random.R
     return mix
 
 
-def score_pairs(group, tok: Tokenizer, pairs: Sequence[dict], chunk: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
-    """Raw RM scalars for chosen and rejected answers (rank 0 of the learner group)."""
-    rc, rr = [], []
-    for i in range(0, len(pairs), chunk):
-        b = pair_batch(tok, pairs[i:i + chunk], "small", with_safety=False)
-        c, r = ray.get([group.rank0.score.remote(b.chosen, b.chosen_last),
-                        group.rank0.score.remote(b.rejected, b.rejected_last)])
-        rc.append(c)
-        rr.append(r)
-    return torch.cat(rc), torch.cat(rr)
+def score_pairs(group, tok: Tokenizer, pairs: Sequence[dict]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Raw RM scalars for chosen and rejected answers (rank 0 of the learner group), each pair as one
+    shared-prefix row."""
+    if not pairs:
+        return torch.zeros(0), torch.zeros(0)
+    batch = pair_batch(tok, pairs, "small", with_safety=False, shared_prefix=True)
+    return ray.get(group.rank0.score_pairs.remote(batch))
 
 
 def _flipped(pair: dict) -> bool | None:

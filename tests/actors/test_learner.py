@@ -262,6 +262,18 @@ def test_reward_and_value_steps_two_ranks_equal_one_process(ray_cluster, lm_path
         with torch.no_grad():
             expected = ref(pairs.chosen)[torch.arange(B), pairs.chosen_last]
         torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+
+        # score_pairs: each answer's own score, in the batch's order, as shared-prefix rows or as a row each
+        prefix = _prefix_pairs()
+        assert not torch.equal(prefix.length_order(), torch.arange(B))  # the actor reorders, then restores
+        with torch.no_grad():
+            want_c = torch.stack([ref(prefix.chosen[i:i + 1])[0, prefix.chosen_last[i]] for i in range(B)])
+            want_r = torch.stack([ref(prefix.rejected[i:i + 1])[0, prefix.rejected_last[i]] for i in range(B)])
+        assert torch.cat([want_c, want_r]).unique().numel() == 2 * B  # the head was trained: scores differ
+        for batch in (prefix, dataclasses.replace(prefix, prefix_len=None)):
+            sc, sr = ray.get(critic.rank0.score_pairs.remote(batch))
+            torch.testing.assert_close(sc, want_c, atol=1e-5, rtol=0)
+            torch.testing.assert_close(sr, want_r, atol=1e-5, rtol=0)
     finally:
         critic.shutdown()
 

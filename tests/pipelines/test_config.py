@@ -147,6 +147,7 @@ def test_unknown_keys_and_wrong_types_name_the_key(tmp_path, overrides, key):
      r"context_distillation.min_gain: the safety score is in \[0, 1\]"),
     (["stage=gatt", "gatt.max_turns=1"], "gatt.max_turns: Ghost Attention needs multi-turn"),
     (["stage=gatt", "gatt.min_depth=0"], r"gatt.min_depth: must be in \[1, gatt.max_turns=8\]"),
+    (["stage=gatt", "gatt.choose=best"], r"gatt.choose: expected one of \['first', 'likelihood'\], got 'best'"),
     (["stage=reward_models", "reward_models.model_pairs.prompts=8", "reward_models.model_pairs.samples=1"],
      "reward_models.model_pairs.samples: need at least 2 answers"),
     (["stage=reward_models", "reward_models.model_pairs.prompts=8", "reward_models.model_pairs.kinds=[helpful]"],

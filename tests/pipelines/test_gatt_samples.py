@@ -118,6 +118,28 @@ def test_safety_turns_take_the_adherent_sample_the_reward_prefers(monkeypatch, o
     assert gatt.sample_answers(None, None, [dialog], gc, 0, oracle_reward_actor) == ([[padded, comply]], 0)
 
 
+def test_choose_likelihood_takes_the_usable_sample_with_the_highest_mean_logprob(monkeypatch):
+    cons = [{"kind": "end_word", "value": "Over", "text": "End word: Over."}]
+    a, b, c = (apply_constraints(t, cons) for t in ("pen has 3 letters.", "pen has 4 letters.", "cup has 3 letters."))
+    # (text, per-token log-probs): the likeliest sample overall breaks the instruction; of the usable ones
+    # b has the higher mean (-0.2) though the lower sum (-1.0 against -0.9 for the 3-token a)
+    samples = [("pen has 3 letters.", [-0.01]), (a, [-0.3, -0.3, -0.3]), (b, [-0.2] * 5), (c, [-0.5, -0.5])]
+    g = [Completion(0, k, [1], [3] * len(lp), lp, text, 0) for k, (text, lp) in enumerate(samples)]
+    found = gatt.usable([x.text for x in g], cons, keep_adherent=True)
+    assert found == [1, 2, 3]
+    assert gatt.choose_usable(g, found, "first") == 1
+    assert gatt.choose_usable(g, found, "likelihood") == 2
+    assert gatt.mean_logprob(Completion(0, 0, [1], [], [], "", 0)) == float("-inf")
+    with pytest.raises(ValueError, match="gatt.choose: expected one of"):
+        gatt.choose_usable(g, found, "best")
+
+    monkeypatch.setattr(gatt, "complete", lambda pool, tok, prompts, *, n, **kw: [g for _ in prompts])
+    dialog = {"id": "d0", "instruction": "End word: Over.", "users": ["u1", "u2"], "constraints": cons,
+              "keys": [{}, {}], "safety": [False, False]}
+    assert gatt.sample_answers(None, None, [dialog], GAttConfig(samples=4), 0) == ([[a, a]], 0)
+    assert gatt.sample_answers(None, None, [dialog], GAttConfig(samples=4, choose="likelihood"), 0) == ([[b, b]], 0)
+
+
 def test_seeds_tag_the_safety_turns_from_the_rows_keys():
     rows = generate_dataset("gatt_dialogues", BundleConfig(gatt_adversarial_fraction=0.5).scaled(0.05), 2).rows
     out = seeds(rows, max_turns=8, n=50, rng=random.Random(0), full=True)
