@@ -48,11 +48,12 @@ class BundleConfig:
     eval_dialogues: int = 200  # multi-turn constraint dialogues, for adherence by turn
     gatt_dialogues: int = 500
     # user turns of the GAtt seed dialogues that are adversarial (RL risk categories; the rest helpful or
-    # borderline): GAtt on answering alone unlearnt PPO's refusals (violations 0.065 -> 0.17). With
-    # gatt.safety_select those turns are refusals, and at 0.1 they made GAtt a safety stage of its own
-    # (0.115 -> 0.010 in run 28', leaving distillation nothing); at 0.03 GAtt keeps PPO's level (0.115 ->
-    # 0.130) and distillation does the safety work (0.130 -> 0.005, run 28'')
-    gatt_adversarial_fraction: float = 0.03
+    # borderline), answered with the refusal the reward prefers (gatt.safety_select). Without them GAtt
+    # unlearns some of PPO's refusals (violations 0.115 -> 0.158 and 0.215 -> 0.250 in session 9's copies of
+    # runs 29 and 31), which safety context distillation then takes to 0.000-0.005. At 0.03 GAtt's few
+    # refusal turns took violations to 0.015 and 0.003 by themselves in runs 29 and 31 and left distillation
+    # nothing to show; at 0.1 it did so in every run (docs/results.md)
+    gatt_adversarial_fraction: float = 0.0
     # dialogue shapes (user turns); 8 turns fit the tiny model's 512-token context
     sft_max_turns: int = 3
     eval_dialogue_turns: int = 8

@@ -180,10 +180,16 @@ def test_rl_risk_categories_out_of_range_is_a_clear_error(n):
 
 
 def test_gatt_dialogues_mix_in_adversarial_turns_from_the_rl_risk_categories(bundle):
+    # the default has none (session 9: distillation does the safety work after GAtt)
+    assert CFG.gatt_adversarial_fraction == 0.0
     turns = [t for r in bundle["gatt_dialogues"].rows for t in json.loads(r["meta"])["turns"]]
+    assert turns and not [t for t in turns if t["kind"] == "adversarial"]
+    frac = 0.05
+    some = generate_dataset("gatt_dialogues", dataclasses.replace(CFG, gatt_adversarial_fraction=frac), 11).rows
+    turns = [t for r in some for t in json.loads(r["meta"])["turns"]]
     adversarial = [t for t in turns if t["kind"] == "adversarial"]
-    # gatt_adversarial_fraction of the turns (0.03: ~45 of ~1500, 2SE ~0.009); only the RL prompts' categories
-    assert 0.6 * CFG.gatt_adversarial_fraction < len(adversarial) / len(turns) < 1.4 * CFG.gatt_adversarial_fraction
+    # gatt_adversarial_fraction of the turns (0.05: ~75 of ~1500, 2SE ~0.011); only the RL prompts' categories
+    assert 0.6 * frac < len(adversarial) / len(turns) < 1.4 * frac
     assert {t["task"] for t in adversarial} == set(CATEGORY_NAMES[: CFG.rl_risk_categories])
     none = generate_dataset("gatt_dialogues", dataclasses.replace(CFG, gatt_adversarial_fraction=0.0), 11).rows
     assert not [t for r in none for t in json.loads(r["meta"])["turns"] if t["kind"] == "adversarial"]
