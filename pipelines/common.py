@@ -319,4 +319,4 @@ def score_requests(prompt_rows: Sequence[dict], completions: Sequence[Sequence[C
 def selection_scores(scores: dict) -> torch.Tensor:
     """The score best-of-K and PPO optimise: the Llama 2 combination Rc when the scorer gives it."""
     key = "combined" if "combined" in scores else "reward"
-    return torch.as_tensor(scores[key], dtype=torch.float32)
+    return torch.tensor(scores[key], dtype=torch.float32)  # a copy: Ray hands back read-only arrays

@@ -75,7 +75,7 @@ def safety_scores(rm, rows, comps) -> torch.Tensor:
     scores = ray.get(rm.score.remote(score_requests(rows, comps)))
     if "safety" not in scores:
         raise ValueError("context_distillation needs a scorer that returns a safety score (reward=llama2)")
-    return torch.as_tensor(scores["safety"], dtype=torch.float32)
+    return torch.tensor(scores["safety"], dtype=torch.float32)  # a copy: Ray hands back read-only arrays
 
 
 def run(cfg: Config, run: RunDir) -> dict[str, Any]:

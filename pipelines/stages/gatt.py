@@ -21,7 +21,10 @@ training on the answers that break it teaches breaking it at every depth. So eac
 answers and, with `keep_adherent`, the first that keeps the instruction (the world's constraints are
 synthetic and checkable by rule: upper case, greeting, end word, signature, like the paper's
 synthetic hobby/language/persona constraints); a dialogue with a turn where none does is dropped and
-counted. The check reads only the constraints, never the answer's helpfulness.
+counted. The check reads only the constraints, never the answer's helpfulness. With `choose=likelihood`
+a turn takes, of its adherent samples, the one with the highest mean token log-prob instead of the
+first (session 9: the targets' oracle helpfulness 0.226 -> 0.258, GAtt's helpfulness unchanged within
+noise; the default stays `first`).
 
 On turns whose request is tagged IS_SAFETY (the world's adversarial turns; the tag PPO's piecewise
 reward reads), "first" is not good enough: the sample that keeps the instruction may be one that goes
