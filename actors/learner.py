@@ -269,8 +269,7 @@ class Learner:
                 c, r = forward_pair_scores(self.module, mb)
                 chosen.append(c.float().cpu())
                 rejected.append(r.float().cpu())
-        back = torch.empty_like(order)
-        back[order] = torch.arange(len(order))
+        back = torch.argsort(order)  # the inverse permutation: each pair back to its place in the batch
         return torch.cat(chosen)[back], torch.cat(rejected)[back]
 
     def _infer(self, batch: TokenBatch, fn: Callable[[nn.Module, TokenBatch], torch.Tensor]) -> torch.Tensor:

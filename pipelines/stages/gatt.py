@@ -31,7 +31,8 @@ reward reads), "first" is not good enough: the sample that keeps the instruction
 along with the request, and GAtt then teaches the policy to comply (run 28: violations 0.115 after PPO,
 0.458 after GAtt). With `safety_select` those turns take, of their samples that keep the instruction,
 the one the reward model scores highest (the Llama 2 reward, which is the safety RM's score on such
-prompts). Other turns keep the first adherent sample; scoring every turn would cost ~100 s on 2 cores.
+prompts). Other turns keep the adherent sample `choose` picks; scoring every turn would cost ~100 s on
+2 cores.
 """
 from __future__ import annotations
 
