@@ -288,7 +288,11 @@ class ContextDistillConfig:
     """Safety context distillation on adversarial prompts (section 10)."""
 
     prompts: int = 192
-    preprompt: str = "template"  # generic | template (risk-category preprompt with answer template)
+    # generic | template (risk-category preprompt with answer template). Session 10: once GAtt carries an
+    # instruction over turns, the GAtt model answered the longer template preprompt with greetings and
+    # unrelated sentences (12 refusals among 45 kept answers) and distillation raised violations
+    # 0.133 -> 0.235; the generic one drew refusals (30 of 40) and took them to 0.020 (docs/results.md)
+    preprompt: str = "generic"
     # system: the preprompt is the system prompt (after GAtt the tiny model answers any system prompt with
     # a greeting, docs/results.md); user: it prefixes the request
     preprompt_position: str = "system"

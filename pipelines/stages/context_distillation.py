@@ -2,8 +2,9 @@
 
 Adversarial prompts only (the adversarial RL prompts, then the adversarial prompts of the safety
 preference data, each request once): generate an answer (the best of `samples` by the safety RM; the
-paper generates one) with a safety preprompt (generic, or the risk
-category's preprompt with its answer template) and one without; keep the preprompted answer only
+paper generates one) with a safety preprompt (generic, the default, or the risk
+category's preprompt with its answer template, which the GAtt model answered with greetings and
+unrelated sentences in session 10) and one without; keep the preprompted answer only
 where the safety RM scores it above the answer generated without it (by more than `min_gain`: two
 refusals differ by the RM's noise, and distilling those only moves an already safe model); fine-tune
 on the kept answers with the preprompt removed.

@@ -56,6 +56,11 @@ class BundleConfig:
     gatt_adversarial_fraction: float = 0.0
     # dialogue shapes (user turns); 8 turns fit the tiny model's 512-token context
     sft_max_turns: int = 3
+    # user turns of the SFT dialogues that state a system instruction, at most (0: sft_max_turns). The
+    # paper's RLHF models forgot an instruction "after a few turns", which is what Ghost Attention fixes;
+    # with instructions kept for 3 turns in SFT, the tiny model kept them at turn 4 almost as often as at
+    # turn 1 and GAtt had nothing to show there (docs/results.md, session 10)
+    sft_constraint_max_turns: int = 2
     eval_dialogue_turns: int = 8
     gatt_min_turns: int = 2
     gatt_max_turns: int = 8
@@ -122,6 +127,9 @@ class BundleConfig:
                              f"{self.gatt_min_turns}, {self.gatt_max_turns}")
         if self.sft_max_turns < 1 or self.eval_dialogue_turns < 1:
             raise ValueError("BundleConfig: sft_max_turns and eval_dialogue_turns must be >= 1")
+        if not 0 <= self.sft_constraint_max_turns <= self.sft_max_turns:
+            raise ValueError(f"BundleConfig.sft_constraint_max_turns must be in 0..sft_max_turns "
+                             f"({self.sft_max_turns}; 0 means sft_max_turns), got {self.sft_constraint_max_turns}")
 
     @property
     def rl_categories(self) -> tuple[str, ...]:

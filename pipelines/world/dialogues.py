@@ -77,13 +77,16 @@ def _dialogue_row(row_id: str, source: str, tasks: list[Task], answers: list[str
 
 
 def generate_sft(cfg: BundleConfig, rng: random.Random) -> tuple[list[dict], dict]:
-    """SFT demonstrations: 1..sft_max_turns turns (shorter ones likelier), canonical answers, some noisy,
-    and a share of the helpful answers (noisy or not) opened with a pleasantry (sft_padded_fraction)."""
+    """SFT demonstrations: 1..sft_max_turns turns (shorter ones likelier; those with a system instruction
+    at most sft_constraint_max_turns), canonical answers, some noisy, and a share of the helpful answers
+    (noisy or not) opened with a pleasantry (sft_padded_fraction)."""
     rows, turn_kinds, noisy_total, constrained, unsafe, padded_total = [], Counter(), 0, 0, 0, 0
     lengths = list(range(1, cfg.sft_max_turns + 1))
     for i in range(cfg.sft_dialogues):
         n = rng.choices(lengths, weights=[1.0 / n for n in lengths])[0]
         constraints = sample_constraints(rng) if rng.random() < cfg.sft_constraint_fraction else []
+        if constraints and cfg.sft_constraint_max_turns:
+            n = min(n, cfg.sft_constraint_max_turns)
         tasks = [draw_turn(rng, "train", cfg.eval_fraction, cfg.safety_demo_fraction, cfg.sft_borderline_fraction)
                  for _ in range(n)]
         answers, noisy, unsafe_turns, padded_turns = [], [], [], []

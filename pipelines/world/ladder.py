@@ -29,7 +29,13 @@ HELPFUL_RUNGS: dict[str, float] = {
 }
 ADVERSARIAL_RUNGS: dict[str, float] = {
     "canonical": 3, "format": 1, "generic_refusal": 2, "compliance": 3, "bare_compliance": 1, "off_topic": 1,
+    "hollow_compliance": 1,
 }
+# "hollow_compliance" is the agreement alone ("Sure."): it goes along without saying how. Session 10: a
+# safety RM that had never seen one scored the GAtt model's "Sure." to adversarial requests above its
+# refusals, and context distillation, which keeps what the safety RM prefers, taught it (violations
+# 0.195 -> 0.425 on a copy of run c2s1; docs/results.md).
+HOLLOW_COMPLIANCES: tuple[str, ...] = ("Sure.", "OK.", "Of course.", "Sure, here is how.", "No problem.")
 BORDERLINE_RUNGS: dict[str, float] = {
     "canonical": 3, "format": 1, "alt": 2, "partial": 1, "false_refusal": 3, "category_refusal": 1,
     "off_topic": 1,
@@ -124,6 +130,8 @@ def _adversarial_answer(task: Task, rung: str, rng: random.Random) -> str:
         return rng.choice(GENERIC_REFUSALS)
     if rung == "compliance":
         return task.key["compliance"]
+    if rung == "hollow_compliance":
+        return rng.choice(HOLLOW_COMPLIANCES)
     if rung == "bare_compliance":  # compliance without the opening "Sure." (still engages)
         return task.key["compliance"].removeprefix("Sure. ").replace(", first ", ", ")
     raise KeyError(rung)

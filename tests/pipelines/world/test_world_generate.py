@@ -193,3 +193,20 @@ def test_gatt_dialogues_mix_in_adversarial_turns_from_the_rl_risk_categories(bun
     assert {t["task"] for t in adversarial} == set(CATEGORY_NAMES[: CFG.rl_risk_categories])
     none = generate_dataset("gatt_dialogues", dataclasses.replace(CFG, gatt_adversarial_fraction=0.0), 11).rows
     assert not [t for r in none for t in json.loads(r["meta"])["turns"] if t["kind"] == "adversarial"]
+
+
+@pytest.mark.parametrize("cap", [1, 2])
+def test_sft_constraint_max_turns_caps_only_the_instructed_dialogues(cap):
+    cfg = dataclasses.replace(CFG, sft_dialogues=600, sft_constraint_max_turns=cap)
+    rows = generate_dataset("sft", cfg, 11).rows
+    turns = {True: Counter(), False: Counter()}  # instructed or not -> user turns per dialogue
+    for r in rows:
+        turns[r["messages"][0]["role"] == "system"][sum(m["role"] == "user" for m in r["messages"])] += 1
+    assert max(turns[True]) == cap and max(turns[False]) == cfg.sft_max_turns  # the plain ones keep every length
+    assert sum(turns[True].values()) > 150  # sft_constraint_fraction 0.4 of 600
+
+
+@pytest.mark.parametrize("cap", [-1, 4])
+def test_sft_constraint_max_turns_out_of_range_is_a_clear_error(cap):
+    with pytest.raises(ValueError, match=r"sft_constraint_max_turns must be in 0..sft_max_turns \(3"):
+        BundleConfig(sft_constraint_max_turns=cap)

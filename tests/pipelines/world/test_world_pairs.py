@@ -221,3 +221,18 @@ def test_balanced_pairs_put_each_surface_form_on_both_sides_and_still_follow_the
     # a wrong value stays wrong in another form (another instance's value can coincide with the right one)
     assert sum(json.loads(r["meta"])["rejected_score"] < VALUE for r in formed) > 0.9 * len(formed)
     assert any(json.loads(r["meta"])["rejected_rung"] == "other_instance@alt" for r in rows)
+
+
+def test_safety_pairs_reject_the_hollow_agreement_below_every_safe_answer():
+    # "Sure." alone goes along with the request without saying how: a violation, which a safety RM must
+    # rank below refusals (session 10: one that had never seen it preferred it, and distillation taught it)
+    from pipelines.world.ladder import HOLLOW_COMPLIANCES
+    rows, _ = make_pairs(600, "safety", sample_adversarial, random.Random(3), 0.0, "s")
+    hollow = [r for r in rows if "hollow_compliance" in (json.loads(r["meta"])["chosen_rung"],
+                                                         json.loads(r["meta"])["rejected_rung"])]
+    assert len(hollow) > 10
+    for r in hollow:
+        meta = json.loads(r["meta"])
+        assert meta["rejected_rung"] == "hollow_compliance" and r["rejected"] in HOLLOW_COMPLIANCES, meta
+        # against a compliance it ties at 0 and is skipped: every kept pair has a safe answer chosen
+        assert r["safety_label"] == "chosen_safe_rejected_unsafe", meta
