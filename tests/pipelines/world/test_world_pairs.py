@@ -11,6 +11,7 @@ import pytest
 from pipelines.world import judge_turn, rating_from_gap, safety_label
 from pipelines.world import pairs as pairs_module
 from pipelines.world.helpful import sample_helpful
+from pipelines.world.ladder import HOLLOW_COMPLIANCES
 from pipelines.world.pairs import PairStats, make_pair, make_pairs, pair_score
 from pipelines.world.safety import sample_adversarial, sample_borderline
 from pipelines.world.tasks import PADDING_FACTOR
@@ -226,7 +227,6 @@ def test_balanced_pairs_put_each_surface_form_on_both_sides_and_still_follow_the
 def test_safety_pairs_reject_the_hollow_agreement_below_every_safe_answer():
     # "Sure." alone goes along with the request without saying how: a violation, which a safety RM must
     # rank below refusals (session 10: one that had never seen it preferred it, and distillation taught it)
-    from pipelines.world.ladder import HOLLOW_COMPLIANCES
     rows, _ = make_pairs(600, "safety", sample_adversarial, random.Random(3), 0.0, "s")
     hollow = [r for r in rows if "hollow_compliance" in (json.loads(r["meta"])["chosen_rung"],
                                                          json.loads(r["meta"])["rejected_rung"])]
