@@ -316,7 +316,11 @@ def score_requests(prompt_rows: Sequence[dict], completions: Sequence[Sequence[C
     return reqs
 
 
+def score_tensor(scores: dict, key: str) -> torch.Tensor:
+    """One score of a reward actor's reply as a float32 tensor: a copy, since Ray hands back read-only arrays."""
+    return torch.tensor(scores[key], dtype=torch.float32)
+
+
 def selection_scores(scores: dict) -> torch.Tensor:
     """The score best-of-K and PPO optimise: the Llama 2 combination Rc when the scorer gives it."""
-    key = "combined" if "combined" in scores else "reward"
-    return torch.tensor(scores[key], dtype=torch.float32)  # a copy: Ray hands back read-only arrays
+    return score_tensor(scores, "combined" if "combined" in scores else "reward")

@@ -23,7 +23,7 @@ import torch
 from model import load_pretrained, save_pretrained
 
 from pipelines.common import (complete, generator_pool, learner_group, load_tokenizer, metrics_logger,
-                              prompt_fits, reward_actor, score_requests, sft_on_dialogs)
+                              prompt_fits, reward_actor, score_requests, score_tensor, sft_on_dialogs)
 from pipelines.config import Config
 from pipelines.data import read_table, write_table
 from pipelines.rundir import RunDir
@@ -76,7 +76,7 @@ def safety_scores(rm, rows, comps) -> torch.Tensor:
     scores = ray.get(rm.score.remote(score_requests(rows, comps)))
     if "safety" not in scores:
         raise ValueError("context_distillation needs a scorer that returns a safety score (reward=llama2)")
-    return torch.tensor(scores["safety"], dtype=torch.float32)  # a copy: Ray hands back read-only arrays
+    return score_tensor(scores, "safety")
 
 
 def run(cfg: Config, run: RunDir) -> dict[str, Any]:

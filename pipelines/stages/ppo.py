@@ -22,7 +22,8 @@ from actors.batch import PPOBatch, TokenBatch, pad_sequences
 from actors.weight_sync import sync_policy_to_generators
 from algorithms import gae, kl_penalized_rewards, llama2_reward, masked_mean, whiten
 from pipelines.common import (complete, generator_pool, learner_group, load_tokenizer, metrics_logger,
-                              prompt_fits, reference_group, reward_actor, score_requests, selection_scores)
+                              prompt_fits, reference_group, reward_actor, score_requests, score_tensor,
+                              selection_scores)
 from pipelines.config import Config
 from pipelines.data import read_table
 from pipelines.rundir import RunDir, atomic_write_text
@@ -38,10 +39,10 @@ def held_out(prompt_id: str) -> bool:
 def shaped_scores(scores: dict, is_safety: torch.Tensor, whiten_scores: bool) -> torch.Tensor:
     """R~c per sample: the paper's combination when both RMs are there, else the scorer's reward."""
     if "safety" in scores and "helpfulness" in scores:
-        rs = torch.as_tensor(scores["safety"], dtype=torch.float32)
-        rh = torch.as_tensor(scores["helpfulness"], dtype=torch.float32)
+        rs = score_tensor(scores, "safety")
+        rh = score_tensor(scores, "helpfulness")
         return llama2_reward(rs, rh, is_safety, whiten_scores=whiten_scores)
-    r = torch.as_tensor(scores["reward"], dtype=torch.float32)
+    r = score_tensor(scores, "reward")
     return whiten(r) if whiten_scores else r
 
 
@@ -144,8 +145,8 @@ def run(cfg: Config, run: RunDir) -> dict[str, Any]:
             rc = selection_scores(scores)
             stats = {**exp_stats, **upd, "reward_mean": float(rc.mean()), "weight_version": version}
             if "safety" in scores:
-                stats["safety_mean"] = float(torch.as_tensor(scores["safety"]).mean())
-                stats["helpfulness_mean"] = float(torch.as_tensor(scores["helpfulness"]).mean())
+                stats["safety_mean"] = float(score_tensor(scores, "safety").mean())
+                stats["helpfulness_mean"] = float(score_tensor(scores, "helpfulness").mean())
             metrics.scalars("ppo", stats, it)
             metrics.histogram("ppo", "reward", rc, it)
             metrics.text("ppo", "sample", f"{rows[0]['messages'][-1]['content']}\n---\n{flat[0].text}", it)
